@@ -1,0 +1,47 @@
+# The two README commands: `make run` (gateway on http://127.0.0.1:8000) and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+DEMO_MODEL := models/demo
+CONFIG ?= configs/local.yaml
+export RAY_AUTH_MODE ?= disabled
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: run test lint typecheck check-config demo-model install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(DEMO_MODEL)/config.json: | $(STAMP)
+	$(BIN)/python -m deployments.demo_model --out $(DEMO_MODEL) --if-missing
+
+demo-model: $(STAMP) $(DEMO_MODEL)/config.json
+
+run: $(STAMP) $(DEMO_MODEL)/config.json
+	$(BIN)/llm-gateway-check-config $(CONFIG)
+	$(BIN)/serve run $(CONFIG)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check serve_app deployments tests bench
+	$(BIN)/ruff format --check serve_app deployments tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check-config: $(STAMP)
+	for f in configs/*.yaml; do $(BIN)/llm-gateway-check-config $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) models

@@ -1,0 +1,181 @@
+"""Batched decoding for causal LMs with per-row sampling parameters and per-row early stop.
+
+One decode loop serves a whole batch: left-padded prompts share a KV cache, each row samples
+with its own temperature/top_p, and each row stops on its own (EOS, stop string or its own
+max_tokens). The loop is a generator that yields after every step, so the same code serves
+non-streaming (drain it) and streaming (forward each row's new text).
+"""
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+REPLACEMENT_CHAR = "\ufffd"
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class RowState:
+    """Progress of one row of the batch; `emitted` is how much text was already streamed."""
+
+    params: SamplingParams
+    input_tokens: int
+    token_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    emitted: int = 0
+    finish_reason: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def take_delta(self) -> str:
+        """Text that is safe to stream now (never part of a stop string or a split char)."""
+        end = len(self.text) if self.finished else self._safe_end()
+        delta = self.text[self.emitted : end]
+        self.emitted = max(self.emitted, end)
+        return delta
+
+    def _safe_end(self) -> int:
+        end = len(self.text)
+        while end > self.emitted and self.text[end - 1] == REPLACEMENT_CHAR:
+            end -= 1
+        held = _longest_stop_prefix_suffix(self.text[:end], self.params.stop)
+        return max(self.emitted, end - held)
+
+
+def _longest_stop_prefix_suffix(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest suffix of `text` that is a proper prefix of a stop string."""
+    best = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), best, -1):
+            if text.endswith(stop[:size]):
+                best = size
+                break
+    return best
+
+
+def find_stop(text: str, stops: Sequence[str], search_from: int = 0) -> int:
+    """Index of the earliest stop string in `text` at or after `search_from`, or -1."""
+    found = -1
+    for stop in stops:
+        index = text.find(stop, search_from)
+        if index != -1 and (found == -1 or index < found):
+            found = index
+    return found
+
+
+def sample_next_tokens(
+    logits: torch.Tensor, temperatures: torch.Tensor, top_ps: torch.Tensor
+) -> torch.Tensor:
+    """One token per row: greedy where temperature is 0, else nucleus sampling per row."""
+    greedy = logits.argmax(dim=-1)
+    sampled_rows = temperatures > 0
+    if not bool(sampled_rows.any()):
+        return greedy
+    scaled = logits.float() / temperatures.clamp(min=1e-5).unsqueeze(-1)
+    probs = torch.softmax(scaled, dim=-1)
+    sorted_probs, sorted_idx = probs.sort(dim=-1, descending=True)
+    cumulative = sorted_probs.cumsum(dim=-1)
+    outside_nucleus = (cumulative - sorted_probs) >= top_ps.unsqueeze(-1)
+    sorted_probs = sorted_probs.masked_fill(outside_nucleus, 0.0)
+    choice = torch.multinomial(sorted_probs, num_samples=1)
+    sampled = sorted_idx.gather(-1, choice).squeeze(-1)
+    return torch.where(sampled_rows, sampled, greedy)
+
+
+class BatchGenerator:
+    """Runs the decode loop for a loaded model and its tokenizer on one device."""
+
+    def __init__(self, model: Any, tokenizer: Any, device: torch.device, max_context: int):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.max_context = max_context
+        self.eos_token_id: int | None = tokenizer.eos_token_id
+        pad = tokenizer.pad_token_id
+        self.pad_token_id: int = pad if pad is not None else (self.eos_token_id or 0)
+
+    def encode(self, prompt: str) -> list[int]:
+        return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    def generate(
+        self, prompt_ids: Sequence[Sequence[int]], params: Sequence[SamplingParams]
+    ) -> list[RowState]:
+        rows: list[RowState] = []
+        for rows in self.stream(prompt_ids, params):
+            pass
+        return rows
+
+    @torch.inference_mode()
+    def stream(
+        self, prompt_ids: Sequence[Sequence[int]], params: Sequence[SamplingParams]
+    ) -> Iterator[list[RowState]]:
+        """Yield the rows after every decode step; the last yield has every row finished."""
+        rows = [RowState(params=p, input_tokens=len(ids)) for ids, p in zip(prompt_ids, params)]
+        input_ids, attention = self._left_pad(prompt_ids)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        temperatures = torch.tensor([p.temperature for p in params], device=self.device)
+        top_ps = torch.tensor([p.top_p for p in params], device=self.device)
+        past: Any = None
+        for _ in range(max(p.max_tokens for p in params)):
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=attention,
+                position_ids=positions,
+                past_key_values=past,
+                use_cache=True,
+            )
+            past = out.past_key_values
+            next_ids = sample_next_tokens(out.logits[:, -1, :], temperatures, top_ps)
+            self._advance_rows(rows, next_ids.tolist())
+            yield rows
+            if all(row.finished for row in rows):
+                return
+            input_ids = next_ids.unsqueeze(-1)
+            attention = torch.cat([attention, attention.new_ones((len(rows), 1))], dim=-1)
+            positions = positions[:, -1:] + 1
+
+    def _left_pad(self, prompt_ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(ids) for ids in prompt_ids)
+        ids = torch.full((len(prompt_ids), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+        for row, tokens in enumerate(prompt_ids):
+            if tokens:
+                ids[row, width - len(tokens) :] = torch.tensor(list(tokens), dtype=torch.long)
+                mask[row, width - len(tokens) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _advance_rows(self, rows: list[RowState], next_ids: list[int]) -> None:
+        for row, token in zip(rows, next_ids):
+            if row.finished:
+                continue
+            if token == self.eos_token_id:
+                row.finish_reason = "stop"
+                continue
+            row.token_ids.append(token)
+            previous_length = len(row.text)
+            row.text = self.tokenizer.decode(row.token_ids, skip_special_tokens=True)
+            self._apply_stop(row, previous_length)
+            if not row.finished and len(row.token_ids) >= row.params.max_tokens:
+                row.finish_reason = "length"
+
+    @staticmethod
+    def _apply_stop(row: RowState, previous_length: int) -> None:
+        stops = row.params.stop
+        if not stops:
+            return
+        longest = max(len(s) for s in stops)
+        index = find_stop(row.text, stops, max(0, previous_length - longest + 1))
+        if index != -1:
+            row.text = row.text[:index]
+            row.finish_reason = "stop"

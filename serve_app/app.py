@@ -1,0 +1,25 @@
+"""Builds the FastAPI application around a `Gateway` (one per ingress replica)."""
+
+from fastapi import FastAPI
+
+from serve_app import __version__
+from serve_app.error_handlers import install_error_handlers
+from serve_app.gateway import Gateway
+from serve_app.middleware import RequestContextMiddleware
+from serve_app.routes import native
+
+
+def create_app(gateway: Gateway) -> FastAPI:
+    app = FastAPI(
+        title="llm-gateway",
+        version=__version__,
+        description="One API in front of local fine-tuned models and commercial LLMs.",
+    )
+    app.state.gateway = gateway
+    install_error_handlers(app)
+    app.include_router(native.router)
+    app.add_middleware(
+        RequestContextMiddleware,  # type: ignore[arg-type]
+        max_body_bytes=gateway.config.ingress.max_body_bytes,
+    )
+    return app

@@ -1,0 +1,147 @@
+"""Operator configuration: the `args` of a Serve config's application, validated strictly.
+
+These models describe what an operator tunes (catalog, prices, limits, replicas, GPUs). They
+are separate from the wire schemas and import nothing else from the project, so deployments
+can use them. Unknown keys are errors (`extra="forbid"`).
+"""
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+RESERVED_DEPLOYMENT_NAMES = frozenset({"Gateway", "openai", "anthropic"})
+
+
+class StrictModel(BaseModel):
+    """Base for config models: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BatchingConfig(StrictModel):
+    max_batch_size: int = Field(
+        8, ge=1, le=256, description="Most requests one forward pass serves (`@serve.batch`)."
+    )
+    batch_wait_timeout_s: float = Field(
+        0.01, ge=0, le=5, description="How long a partial batch waits for more requests."
+    )
+
+
+class AutoscalingConfig(StrictModel):
+    """Subset of Ray Serve's autoscaling_config, with the same names and meanings."""
+
+    min_replicas: int = Field(1, ge=0, description="Fewest replicas kept running.")
+    max_replicas: int = Field(1, ge=1, description="Most replicas the autoscaler may start.")
+    initial_replicas: int | None = Field(None, ge=0, description="Replicas at deploy time.")
+    target_ongoing_requests: float = Field(
+        2.0, gt=0, description="Ongoing requests per replica the autoscaler aims for."
+    )
+    upscale_delay_s: float = Field(30.0, ge=0, description="Sustained load before scaling up.")
+    downscale_delay_s: float = Field(600.0, ge=0, description="Idle time before scaling down.")
+    look_back_period_s: float = Field(30.0, gt=0, description="Window the load is averaged on.")
+    metrics_interval_s: float = Field(10.0, gt=0, description="How often replicas report load.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "AutoscalingConfig":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
+class PriceConfig(StrictModel):
+    input_per_million_usd: float = Field(0.0, ge=0, description="USD per 1M input tokens.")
+    output_per_million_usd: float = Field(0.0, ge=0, description="USD per 1M output tokens.")
+    as_of: dt.date | None = Field(None, description="Date the price was taken from the provider.")
+
+
+class ReplicaConfig(StrictModel):
+    """Replica count and resources shared by every deployment kind."""
+
+    num_replicas: int = Field(1, ge=1, description="Fixed replica count (ignored if autoscaling).")
+    autoscaling: AutoscalingConfig | None = Field(None, description="Autoscale instead.")
+    num_cpus: float = Field(0.25, ge=0, description="Logical CPUs per replica (fractional ok).")
+    max_ongoing_requests: int = Field(64, ge=1, description="Concurrent requests per replica.")
+    max_queued_requests: int = Field(
+        -1, ge=-1, description="Requests a caller may queue per deployment; -1 = unbounded."
+    )
+
+    def serve_options(self) -> dict[str, Any]:
+        """Keyword arguments for `serve.deployment(...).options(...)`."""
+        options: dict[str, Any] = {
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
+            "ray_actor_options": {"num_cpus": self.num_cpus},
+        }
+        if self.autoscaling is not None:
+            options["autoscaling_config"] = self.autoscaling.model_dump(exclude_none=True)
+        else:
+            options["num_replicas"] = self.num_replicas
+        return options
+
+
+class GenerationDefaults(StrictModel):
+    temperature: float = Field(1.0, ge=0, le=2, description="Used when a request sets none.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Used when a request sets none.")
+    max_tokens: int = Field(64, ge=1, description="Used when a request sets none.")
+
+
+class LocalModelConfig(ReplicaConfig):
+    """One local (fine-tuned) causal LM, served by its own deployment named after `id`."""
+
+    id: str = Field(pattern=MODEL_ID_PATTERN, description="Gateway model id and deployment name.")
+    path: str = Field(min_length=1, description="Directory saved with `save_pretrained`.")
+    description: str = Field("", description="Shown in the model listing.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="`auto`: bfloat16/float16 on CUDA, float32 on CPU."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="`auto` picks CUDA when the replica sees a GPU."
+    )
+    max_new_tokens: int = Field(256, ge=1, le=32768, description="Cap on a request's max_tokens.")
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica; fractions share a GPU.")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources each replica needs."
+    )
+    torch_threads: int = Field(1, ge=1, le=64, description="CPU threads torch may use.")
+    defaults: GenerationDefaults = Field(default_factory=GenerationDefaults)
+    price: PriceConfig = Field(default_factory=PriceConfig)
+
+    @model_validator(mode="after")
+    def _defaults_within_cap(self) -> "LocalModelConfig":
+        if self.defaults.max_tokens > self.max_new_tokens:
+            raise ValueError("defaults.max_tokens must not exceed max_new_tokens")
+        return self
+
+
+class IngressConfig(ReplicaConfig):
+    """The FastAPI ingress deployment and the limits it enforces on requests."""
+
+    max_ongoing_requests: int = Field(256, ge=1, description="Concurrent requests per replica.")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger bodies get 413.")
+    max_prompt_chars: int = Field(32_000, ge=1, description="Longer prompts get 400.")
+    max_batch_items: int = Field(16, ge=1, le=1024, description="Items in one /generate/batch.")
+    max_stop_sequences: int = Field(4, ge=0, le=64, description="Stop strings per request.")
+    request_timeout_s: float = Field(120.0, gt=0, description="Deadline for one model call.")
+    status_probe_timeout_s: float = Field(2.0, gt=0, description="Per-model probe in /ready.")
+
+
+class GatewayConfig(StrictModel):
+    """The `args` of `serve_app.builder:build_app`."""
+
+    ingress: IngressConfig = Field(default_factory=IngressConfig)
+    models: list[LocalModelConfig] = Field(default_factory=list, description="Local models.")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "GatewayConfig":
+        seen: set[str] = set()
+        for model in self.models:
+            if model.id in seen:
+                raise ValueError(f"model id {model.id!r} is declared twice")
+            if model.id in RESERVED_DEPLOYMENT_NAMES:
+                raise ValueError(f"model id {model.id!r} is reserved for a gateway deployment")
+            seen.add(model.id)
+        return self
+

@@ -1,0 +1,74 @@
+"""Maps every error to the one JSON shape `{"error": {message, type, param, code}}`, once."""
+
+import json
+import logging
+import math
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from serve_app.errors import (
+    GatewayError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+)
+
+logger = logging.getLogger("ray.serve")
+
+
+def error_response(error: GatewayError) -> Response:
+    """The HTTP response for a gateway error (the middleware adds X-Request-ID)."""
+    headers = {}
+    if error.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
+    body = json.dumps({"error": error.to_dict()}, ensure_ascii=False)
+    return Response(body, error.status_code, headers, media_type="application/json")
+
+
+def validation_error(exc: RequestValidationError) -> GatewayError:
+    """One readable message naming the first offending field."""
+    first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        return InvalidRequestError(
+            "The request body is not valid JSON.", code="invalid_json"
+        )
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = ".".join(location) or None
+    message = str(first.get("msg", "Invalid request."))
+    if first.get("type") == "extra_forbidden":
+        message = f"Unknown field {param!r}."
+    elif param:
+        message = f"{param}: {message}"
+    return InvalidRequestError(message, param=param, code=first.get("type"))
+
+
+def http_error(exc: StarletteHTTPException) -> GatewayError:
+    if exc.status_code == 404:
+        return NotFoundError("No route matches this path.", code="route_not_found")
+    if exc.status_code == 405:
+        return MethodNotAllowedError("This method is not allowed on this path.")
+    error = GatewayError(str(exc.detail))
+    error.status_code = exc.status_code
+    error.error_type = "http_error"
+    return error
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_gateway_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        return error_response(exc)
+
+    async def on_validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(validation_error(exc))
+
+    async def on_http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return error_response(http_error(exc))
+
+    app.add_exception_handler(GatewayError, on_gateway_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)

@@ -1,0 +1,141 @@
+"""Pure-ASGI middleware: request ids, security headers, body checks, last-resort 500s.
+
+Pure ASGI (not `BaseHTTPMiddleware`) because it runs on every request: no extra task, no
+body copy. It sits outside FastAPI's exception handling, so it also turns an unexpected
+exception into the one error shape, with the request id, and never a stack trace.
+"""
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from serve_app.error_handlers import error_response
+from serve_app.errors import (
+    GatewayError,
+    InternalError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
+
+logger = logging.getLogger("ray.serve")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+REQUEST_ID_HEADER = b"x-request-id"
+REQUEST_ID_PATTERN = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-xss-protection", b"0"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+)
+DOCS_CSP = (
+    b"content-security-policy",
+    b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "
+    b"https://fastapi.tiangolo.com; frame-ancestors 'none'",
+)
+NO_STORE = (b"cache-control", b"no-store")
+
+
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+    """The caller's X-Request-ID when it is well formed, else a fresh one."""
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER:
+            if REQUEST_ID_PATTERN.match(value):
+                return value.decode("ascii")
+            break
+    return uuid.uuid4().hex
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope["headers"]
+        request_id = request_id_from(headers)
+        scope.setdefault("state", {})["request_id"] = request_id
+        extra = self._response_headers(scope["path"], request_id)
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        try:
+            error = self._precheck(scope["method"], headers)
+            if error is not None:
+                await error_response(error)(scope, receive, send_with_headers)
+                return
+            await self.app(scope, self._limited(receive), send_with_headers)
+        except Exception as exc:
+            if started:
+                raise
+            if not isinstance(exc, GatewayError):
+                logger.exception("unhandled error serving request %s", request_id)
+                exc = InternalError("The gateway failed to serve the request.")
+            await error_response(exc)(scope, receive, send_with_headers)
+
+    @staticmethod
+    def _response_headers(path: str, request_id: str) -> list[tuple[bytes, bytes]]:
+        headers = [(REQUEST_ID_HEADER, request_id.encode("ascii")), NO_STORE]
+        if path.startswith(("/docs", "/redoc")):
+            return [*headers, *SECURITY_HEADERS[:-1], DOCS_CSP]
+        return [*headers, *SECURITY_HEADERS]
+
+    def _precheck(self, method: str, headers: list[tuple[bytes, bytes]]) -> GatewayError | None:
+        if method not in BODY_METHODS:
+            return None
+        content_type = (_header(headers, b"content-type") or b"").split(b";")[0].strip()
+        if content_type.lower() != b"application/json":
+            return UnsupportedMediaTypeError(
+                "Send the request body as JSON with 'Content-Type: application/json'.",
+                code="unsupported_media_type",
+            )
+        length = _header(headers, b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            return self._too_large()
+        return None
+
+    def _too_large(self) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"The request body exceeds {self.max_body_bytes} bytes.", code="body_too_large"
+        )
+
+    def _limited(self, receive: Receive) -> Receive:
+        """Count body bytes as they arrive, for bodies without (or lying in) Content-Length."""
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise self._too_large()
+            return message
+
+        return limited_receive

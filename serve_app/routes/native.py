@@ -1,0 +1,96 @@
+"""The native API (`/api/v1`): thin routes that validate, call the gateway, shape the answer."""
+
+import json
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from serve_app.gateway import Gateway
+from serve_app.schemas.native import (
+    BatchGenerateRequest,
+    BatchGenerateResponse,
+    ErrorResponse,
+    GenerateRequest,
+    GenerateResponse,
+    HealthResponse,
+    ModelInfo,
+    ModelList,
+    ReadyResponse,
+    StatusResponse,
+)
+
+ERRORS = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        400: "Invalid request",
+        404: "Unknown model",
+        413: "Body too large",
+        415: "Not JSON",
+        429: "Rate limited",
+        502: "Upstream failed",
+        503: "Unavailable",
+        504: "Upstream timed out",
+    }.items()
+}
+HEALTH_BODY = b'{"status":"ok"}'
+
+router = APIRouter(prefix="/api/v1", tags=["native"])
+
+
+def get_gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def request_id(request: Request) -> str:
+    return str(request.state.request_id)
+
+
+def json_response(body: object, status_code: int = 200) -> Response:
+    """Encode once, without re-validating what the gateway already shaped."""
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return Response(payload, status_code, media_type="application/json")
+
+
+@router.get("/health", response_model=HealthResponse)
+async def health() -> Response:
+    return Response(HEALTH_BODY, media_type="application/json")
+
+
+@router.get("/ready", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
+async def ready(gateway: Gateway = Depends(get_gateway)) -> Response:
+    is_ready, not_ready = await gateway.readiness()
+    return json_response({"ready": is_ready, "not_ready": not_ready}, 200 if is_ready else 503)
+
+
+@router.get("/status", response_model=StatusResponse)
+async def status(gateway: Gateway = Depends(get_gateway)) -> Response:
+    return json_response(await gateway.status())
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(gateway: Gateway = Depends(get_gateway)) -> Response:
+    return json_response({"models": await gateway.list_models()})
+
+
+@router.get("/models/{model_id}", response_model=ModelInfo, responses=ERRORS)
+async def get_model(model_id: str, gateway: Gateway = Depends(get_gateway)) -> Response:
+    return json_response(await gateway.get_model(model_id))
+
+
+@router.post("/generate", response_model=GenerateResponse, responses=ERRORS)
+async def generate(
+    body: GenerateRequest,
+    gateway: Gateway = Depends(get_gateway),
+    rid: str = Depends(request_id),
+) -> Response:
+    return json_response(await gateway.generate(body, rid))
+
+
+@router.post("/generate/batch", response_model=BatchGenerateResponse, responses=ERRORS)
+async def generate_batch(
+    body: BatchGenerateRequest,
+    gateway: Gateway = Depends(get_gateway),
+    rid: str = Depends(request_id),
+) -> Response:
+    return json_response(await gateway.generate_batch(body, rid))
