@@ -15,7 +15,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +33,9 @@ from deployments.demo_corpus import (
     build_corpus,
 )
 
-DEFAULT_STEPS = 300
-DEFAULT_LR = 3e-3
+DEFAULT_STEPS = 400
+DEFAULT_LR = 5e-3
+BATCH_SIZE = 32
 WARMUP_FRACTION = 0.05
 NUM_THREADS = 2
 FACTS_FILE = "demo_facts.json"
@@ -153,22 +154,50 @@ def _lr_factor(step: int, steps: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def train_steps(model: GPT2LMHeadModel, batch: TrainingBatch, *, steps: int, lr: float) -> float:
-    """Run ``steps`` full-batch AdamW steps on ``batch``; return the final loss."""
+def answer_loss(model: GPT2LMHeadModel, batch: TrainingBatch) -> torch.Tensor:
+    """Next-token cross-entropy on answer tokens only (the LM head skips prompt positions)."""
+    width = int(batch.attention_mask.sum(dim=1).max())
+    hidden = model.transformer(
+        input_ids=batch.input_ids[:, :width], attention_mask=batch.attention_mask[:, :width]
+    ).last_hidden_state
+    targets = batch.labels[:, 1:width]
+    keep = targets != -100
+    logits = model.lm_head(hidden[:, : width - 1][keep])
+    return torch.nn.functional.cross_entropy(logits, targets[keep])
+
+
+def _minibatches(
+    size: int, batch_size: int, steps: int, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
+    """Yield ``steps`` index tensors, walking seeded random permutations of ``range(size)``."""
+    order, cursor = torch.randperm(size, generator=generator), 0
+    for _ in range(steps):
+        if cursor + batch_size > size:
+            order, cursor = torch.randperm(size, generator=generator), 0
+        yield order[cursor : cursor + batch_size]
+        cursor += batch_size
+
+
+def train_steps(
+    model: GPT2LMHeadModel, batch: TrainingBatch, *, steps: int, lr: float, seed: int = 0
+) -> float:
+    """Run ``steps`` AdamW minibatch steps over ``batch``; return the last loss."""
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, foreach=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, steps))
+    generator = torch.Generator().manual_seed(seed)
+    batch_size = min(BATCH_SIZE, batch.input_ids.shape[0])
     loss = torch.tensor(float("nan"))
-    for step in range(steps):
-        loss = model(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels
-        ).loss
+    for step, rows in enumerate(_minibatches(batch.input_ids.shape[0], batch_size, steps, generator)):
+        loss = answer_loss(
+            model, TrainingBatch(batch.input_ids[rows], batch.attention_mask[rows], batch.labels[rows])
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
-        if step % 50 == 0 or step == steps - 1:
+        if step % 100 == 0 or step == steps - 1:
             print(f"step {step:4d}/{steps} loss {loss.item():.4f}", flush=True)
     model.eval()
     return float(loss.item())
@@ -265,7 +294,7 @@ def train_demo_model(
     model = build_model(
         tokenizer, n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_positions=n_positions
     )
-    train_steps(model, encode_pairs(tokenizer, corpus), steps=steps, lr=lr)
+    train_steps(model, encode_pairs(tokenizer, corpus), steps=steps, lr=lr, seed=seed)
     trained_s = time.perf_counter() - started
     native, chat = _split_corpus(corpus)
     accuracy = {

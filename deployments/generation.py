@@ -6,6 +6,7 @@ max_tokens). The loop is a generator that yields after every step, so the same c
 non-streaming (drain it) and streaming (forward each row's new text).
 """
 
+import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,6 +105,9 @@ class BatchGenerator:
         self.eos_token_id: int | None = tokenizer.eos_token_id
         pad = tokenizer.pad_token_id
         self.pad_token_id: int = pad if pad is not None else (self.eos_token_id or 0)
+        # transformers 5.x renamed `past_key_values` to `cache`; accept either.
+        forward_params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward_params else "past_key_values"
 
     def encode(self, prompt: str) -> list[int]:
         return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
@@ -132,10 +136,10 @@ class BatchGenerator:
                 input_ids=input_ids,
                 attention_mask=attention,
                 position_ids=positions,
-                past_key_values=past,
                 use_cache=True,
+                **{self._cache_arg: past},
             )
-            past = out.past_key_values
+            past = getattr(out, self._cache_arg)
             next_ids = sample_next_tokens(out.logits[:, -1, :], temperatures, top_ps)
             self._advance_rows(rows, next_ids.tolist())
             yield rows

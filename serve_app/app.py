@@ -6,7 +6,7 @@ from serve_app import __version__
 from serve_app.error_handlers import install_error_handlers
 from serve_app.gateway import Gateway
 from serve_app.middleware import RequestContextMiddleware
-from serve_app.routes import native
+from serve_app.routes import commercial, native
 
 
 def create_app(gateway: Gateway) -> FastAPI:
@@ -18,6 +18,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.state.gateway = gateway
     install_error_handlers(app)
     app.include_router(native.router)
+    app.include_router(commercial.router)
     app.add_middleware(
         RequestContextMiddleware,  # type: ignore[arg-type]
         max_body_bytes=gateway.config.ingress.max_body_bytes,

@@ -4,7 +4,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from serve_app.config import GatewayConfig, GenerationDefaults, PriceConfig
+from serve_app.config import (
+    CommercialModelConfig,
+    GatewayConfig,
+    GenerationDefaults,
+    LocalModelConfig,
+    PriceConfig,
+)
 from serve_app.errors import model_not_found
 
 ModelType = Literal["fine_tuned", "commercial"]
@@ -20,13 +26,54 @@ class ModelRoute:
     deployment: str
     handle: Any
     max_tokens_cap: int
-    defaults: GenerationDefaults
+    defaults: GenerationDefaults | None
     price: PriceConfig
     description: str
     context_length: int | None = None
     upstream_model: str | None = None
     rpm: int | None = None
     tpm: int | None = None
+    default_max_tokens: int | None = None
+
+    def resolve_max_tokens(self, requested: int | None) -> int:
+        if requested is not None:
+            return requested
+        if self.defaults is not None:
+            return min(self.defaults.max_tokens, self.max_tokens_cap)
+        return self.default_max_tokens or self.max_tokens_cap
+
+
+def local_route(model: LocalModelConfig, handle: Any) -> ModelRoute:
+    return ModelRoute(
+        model_id=model.id,
+        model_type="fine_tuned",
+        provider="local",
+        deployment=model.id,
+        handle=handle,
+        max_tokens_cap=model.max_new_tokens,
+        defaults=model.defaults,
+        price=model.price,
+        description=model.description,
+    )
+
+
+def commercial_route(model: CommercialModelConfig, handle: Any) -> ModelRoute:
+    return ModelRoute(
+        model_id=model.id,
+        model_type="commercial",
+        provider=model.provider,
+        deployment=model.provider,
+        handle=handle,
+        max_tokens_cap=model.max_output_tokens,
+        defaults=None,
+        price=model.price,
+        description=model.description,
+        context_length=model.context_window,
+        upstream_model=model.upstream_model,
+        rpm=model.rpm,
+        tpm=model.tpm,
+        default_max_tokens=min(model.default_max_tokens, model.max_output_tokens),
+    )
 
 
 class ModelCatalog:
@@ -37,20 +84,13 @@ class ModelCatalog:
 
     @classmethod
     def from_config(cls, config: GatewayConfig, handles: Mapping[str, Any]) -> "ModelCatalog":
-        routes = [
-            ModelRoute(
-                model_id=model.id,
-                model_type="fine_tuned",
-                provider="local",
-                deployment=model.id,
-                handle=handles[model.id],
-                max_tokens_cap=model.max_new_tokens,
-                defaults=model.defaults,
-                price=model.price,
-                description=model.description,
-            )
-            for model in config.models
-        ]
+        routes = [local_route(model, handles[model.id]) for model in config.models]
+        if config.commercial is not None:
+            routes += [
+                commercial_route(model, handles[model.provider])
+                for model in config.commercial.models
+                if model.provider in handles
+            ]
         return cls(routes)
 
     def get(self, model_id: str) -> ModelRoute:

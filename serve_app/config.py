@@ -84,7 +84,9 @@ class ReplicaConfig(StrictModel):
 class GenerationDefaults(StrictModel):
     temperature: float = Field(1.0, ge=0, le=2, description="Used when a request sets none.")
     top_p: float = Field(1.0, gt=0, le=1, description="Used when a request sets none.")
-    max_tokens: int = Field(64, ge=1, description="Used when a request sets none.")
+    max_tokens: int = Field(
+        64, ge=1, description="Used when a request sets none (capped at max_new_tokens)."
+    )
 
 
 class LocalModelConfig(ReplicaConfig):
@@ -109,12 +111,6 @@ class LocalModelConfig(ReplicaConfig):
     defaults: GenerationDefaults = Field(default_factory=GenerationDefaults)
     price: PriceConfig = Field(default_factory=PriceConfig)
 
-    @model_validator(mode="after")
-    def _defaults_within_cap(self) -> "LocalModelConfig":
-        if self.defaults.max_tokens > self.max_new_tokens:
-            raise ValueError("defaults.max_tokens must not exceed max_new_tokens")
-        return self
-
 
 class IngressConfig(ReplicaConfig):
     """The FastAPI ingress deployment and the limits it enforces on requests."""
@@ -128,11 +124,99 @@ class IngressConfig(ReplicaConfig):
     status_probe_timeout_s: float = Field(2.0, gt=0, description="Per-model probe in /ready.")
 
 
+ProviderName = Literal["openai", "anthropic"]
+
+
+class ProviderConfig(ReplicaConfig):
+    """One provider's proxy deployment: SDK client settings, limits and autoscaling."""
+
+    enabled: bool = Field(True, description="Deploy this provider's proxy at all.")
+    base_url: str | None = Field(
+        None, description="SDK base_url (an OpenAI-compatible server works for openai)."
+    )
+    api_key_env: str = Field(
+        min_length=1, description="Environment variable the replicas read the API key from."
+    )
+    timeout_s: float = Field(60.0, gt=0, description="SDK timeout per upstream attempt.")
+    max_retries: int = Field(
+        2, ge=0, le=10, description="SDK retries on 429/5xx/timeouts (honours retry-after)."
+    )
+    max_retry_after_s: float = Field(
+        20.0, ge=0, description="Longest retry-after the SDK may wait before giving up."
+    )
+    rpm: int = Field(ge=1, description="Requests per minute for the whole provider.")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute for the whole provider.")
+    rate_limit_wait_s: float = Field(
+        2.0, ge=0, description="How long a request over the limit waits before 429."
+    )
+    max_ongoing_requests: int = Field(128, ge=1, description="Concurrent calls per replica.")
+    autoscaling: AutoscalingConfig | None = Field(
+        default_factory=lambda: AutoscalingConfig(
+            min_replicas=1, max_replicas=4, target_ongoing_requests=32
+        ),
+        description="Replicas scale with ongoing upstream calls.",
+    )
+
+
+def _openai_provider() -> ProviderConfig:
+    return ProviderConfig(api_key_env="OPENAI_API_KEY", rpm=60)
+
+
+def _anthropic_provider() -> ProviderConfig:
+    return ProviderConfig(api_key_env="ANTHROPIC_API_KEY", rpm=50)
+
+
+class CommercialModelConfig(StrictModel):
+    id: str = Field(pattern=MODEL_ID_PATTERN, description="Gateway model id.")
+    provider: ProviderName
+    upstream_model: str = Field(min_length=1, description="The provider's model name.")
+    description: str = ""
+    price: PriceConfig = Field(description="USD per million tokens, with the date taken.")
+    context_window: int = Field(ge=1, description="Tokens of context the model accepts.")
+    max_output_tokens: int = Field(ge=1, description="Cap on a request's max_tokens.")
+    default_max_tokens: int = Field(
+        1024, ge=1, description="max_tokens sent when a request sets none."
+    )
+    rpm: int | None = Field(None, ge=1, description="Requests per minute for this model.")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute for this model.")
+
+
+class CommercialConfig(StrictModel):
+    openai: ProviderConfig = Field(default_factory=_openai_provider)
+    anthropic: ProviderConfig = Field(default_factory=_anthropic_provider)
+    include_default_catalog: bool = Field(
+        True, description="Start from the shipped catalog (deployments/commercial_catalog.yaml)."
+    )
+    models: list[CommercialModelConfig] = Field(
+        default_factory=list, description="Added to the catalog; same id replaces an entry."
+    )
+
+    def provider(self, name: str) -> ProviderConfig:
+        config: ProviderConfig = getattr(self, name)
+        return config
+
+
+class LedgerConfig(StrictModel):
+    url: str = Field(
+        "sqlite:///data/usage.db",
+        description="sqlite:///relative/or//absolute/path.db or postgresql://user@host/db.",
+    )
+    flush_interval_s: float = Field(1.0, gt=0, le=60, description="Batch writes this often.")
+    max_buffer: int = Field(
+        100_000, ge=100, description="Records kept in memory while the store is down."
+    )
+    batch_size: int = Field(500, ge=1, description="Most records written in one transaction.")
+
+
 class GatewayConfig(StrictModel):
     """The `args` of `serve_app.builder:build_app`."""
 
     ingress: IngressConfig = Field(default_factory=IngressConfig)
     models: list[LocalModelConfig] = Field(default_factory=list, description="Local models.")
+    commercial: CommercialConfig | None = Field(
+        None, description="Commercial providers and their catalog; omit to serve none."
+    )
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "GatewayConfig":

@@ -12,9 +12,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from serve_app.config import GatewayConfig
+from serve_app.config import CommercialConfig, CommercialModelConfig, GatewayConfig
 
 BUILDER_IMPORT_PATH = "serve_app.builder:build_app"
+DEFAULT_CATALOG = Path(__file__).with_name("commercial_catalog.yaml")
 
 
 class ConfigError(ValueError):
@@ -41,10 +42,38 @@ def guess_source() -> str:
 
 
 def validate_args(args: dict[str, Any], source: str | None = None) -> GatewayConfig:
+    """Validate the args and resolve the commercial catalog (shipped defaults + overrides)."""
     try:
-        return GatewayConfig.model_validate(args or {})
+        config = GatewayConfig.model_validate(args or {})
     except ValidationError as exc:
         raise ConfigError(describe_errors(exc, source or guess_source())) from None
+    if config.commercial is None:
+        return config
+    commercial = resolve_catalog(config.commercial)
+    local_ids = {model.id for model in config.models}
+    clashes = local_ids & {model.id for model in commercial.models}
+    if clashes:
+        raise ConfigError(f"model ids used by both local and commercial models: {sorted(clashes)}")
+    return config.model_copy(update={"commercial": commercial})
+
+
+def default_catalog() -> list[CommercialModelConfig]:
+    entries = yaml.safe_load(DEFAULT_CATALOG.read_text())
+    try:
+        return [CommercialModelConfig.model_validate(entry) for entry in entries]
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, str(DEFAULT_CATALOG))) from None
+
+
+def resolve_catalog(commercial: CommercialConfig) -> CommercialConfig:
+    """The shipped catalog overlaid with the config's own entries (same id replaces)."""
+    if not commercial.include_default_catalog:
+        return commercial
+    merged = {model.id: model for model in default_catalog()}
+    merged.update({model.id: model for model in commercial.models})
+    return commercial.model_copy(
+        update={"models": list(merged.values()), "include_default_catalog": False}
+    )
 
 
 def check_file(path: Path) -> list[GatewayConfig]:
@@ -70,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         except (ConfigError, OSError, yaml.YAMLError) as exc:
             print(exc, file=sys.stderr)
             return 1
-        models = sum(len(c.models) for c in configs)
-        print(f"{path}: ok ({len(configs)} application(s), {models} local model(s))")
+        local = sum(len(c.models) for c in configs)
+        commercial = sum(len(c.commercial.models) for c in configs if c.commercial)
+        print(f"{path}: ok ({len(configs)} application(s), {local} local and "
+              f"{commercial} commercial model(s))")
     return 0
 
 

@@ -1,7 +1,8 @@
-"""What the routes call: resolve a request against the catalog, call one deployment, shape it.
+"""What the routes call: resolve a request against the catalog, call one deployment, account.
 
 One `Gateway` lives in each ingress replica. It holds no HTTP types, so it is tested with
-fake handles and no server.
+fake handles and no server. Each generation is one handle call (ingress -> model or
+provider deployment); its usage is appended to the ledger buffer, written off the path.
 """
 
 import asyncio
@@ -15,23 +16,32 @@ from serve_app.catalog import ModelCatalog, ModelRoute
 from serve_app.config import GatewayConfig
 from serve_app.errors import GatewayError, InvalidRequestError
 from serve_app.handle_calls import call_with_deadline
+from serve_app.ledger import Ledger, UsageRecord
+from serve_app.model_views import DeploymentProbe
 from serve_app.pricing import cost_usd
 from serve_app.schemas.internal import GenerationOutput, GenerationParams
 from serve_app.schemas.native import BatchGenerateRequest, GenerateRequest
 from serve_app.stats import ModelCounters
 
+ANONYMOUS_KEY = "anonymous"
+
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, handles: Mapping[str, Any]) -> None:
+    def __init__(
+        self, config: GatewayConfig, handles: Mapping[str, Any], ledger: Ledger | None = None
+    ) -> None:
         self.config = config
         self.catalog = ModelCatalog.from_config(config, handles)
         self.counters = {route.model_id: ModelCounters() for route in self.catalog}
+        self.ledger = ledger or Ledger(config.ledger)
+        self.probe = DeploymentProbe(self, handles)
         self.started_at = time.monotonic()
-        self._descriptions: dict[str, dict[str, Any]] = {}
 
     # ---- generation -------------------------------------------------------------------
 
-    def resolve(self, request: GenerateRequest, request_id: str) -> tuple[ModelRoute, GenerationParams]:
+    def resolve(
+        self, request: GenerateRequest, request_id: str
+    ) -> tuple[ModelRoute, GenerationParams]:
         """Check a validated request against the model's limits and fill in its defaults."""
         route = self.catalog.get(request.model_id)
         limits = self.config.ingress
@@ -42,48 +52,92 @@ class Gateway:
                 param="prompt",
                 code="prompt_too_long",
             )
-        max_tokens = request.max_tokens or min(route.defaults.max_tokens, route.max_tokens_cap)
+        max_tokens = route.resolve_max_tokens(request.max_tokens)
         if max_tokens > route.max_tokens_cap:
             raise InvalidRequestError(
                 f"max_tokens must be between 1 and {route.max_tokens_cap} for model "
                 f"{route.model_id!r}; got {max_tokens}.",
                 param="max_tokens",
             )
-        stop = request.stop_list()
-        if len(stop) > limits.max_stop_sequences or any(not s for s in stop):
-            raise InvalidRequestError(
-                f"stop takes at most {limits.max_stop_sequences} non-empty strings.",
-                param="stop",
-            )
+        stop = self.check_stop(request.stop_list())
+        defaults = route.defaults
         params = GenerationParams(
             request_id=request_id,
             model_id=route.model_id,
             prompt=request.prompt,
             max_tokens=max_tokens,
-            temperature=_first_set(request.temperature, route.defaults.temperature),
-            top_p=_first_set(request.top_p, route.defaults.top_p),
-            stop=tuple(stop),
+            temperature=_first_set(request.temperature, defaults and defaults.temperature),
+            top_p=_first_set(request.top_p, defaults and defaults.top_p),
+            stop=stop,
         )
         return route, params
 
-    async def generate(self, request: GenerateRequest, request_id: str) -> dict[str, Any]:
+    def check_stop(self, stop: list[str]) -> tuple[str, ...]:
+        limit = self.config.ingress.max_stop_sequences
+        if len(stop) > limit or any(not s for s in stop):
+            raise InvalidRequestError(
+                f"stop takes at most {limit} non-empty strings.", param="stop"
+            )
+        return tuple(stop)
+
+    async def generate(
+        self, request: GenerateRequest, request_id: str, key_id: str = ANONYMOUS_KEY
+    ) -> dict[str, Any]:
         route, params = self.resolve(request, request_id)
+        output, latency_ms, cost = await self.call_model(route, params, key_id)
+        return self.shape_response(route, output, latency_ms, cost, request_id)
+
+    async def call_model(
+        self, route: ModelRoute, params: GenerationParams, key_id: str
+    ) -> tuple[GenerationOutput, float, float]:
+        """One handle call, accounted for in the counters and the ledger either way."""
         started = time.perf_counter()
-        ok = False
         try:
             output: GenerationOutput = await call_with_deadline(
                 route.handle.generate.remote(params),
                 route.deployment,
                 self.config.ingress.request_timeout_s,
             )
-            ok = True
-        finally:
-            latency_ms = (time.perf_counter() - started) * 1000
-            self.counters[route.model_id].record(latency_ms, ok)
-        return self.shape_response(route, output, latency_ms, request_id)
+        except GatewayError as error:
+            self.account(route, params.request_id, key_id, started, None, error)
+            raise
+        latency_ms, cost = self.account(route, params.request_id, key_id, started, output, None)
+        return output, latency_ms, cost
+
+    def account(
+        self,
+        route: ModelRoute,
+        request_id: str,
+        key_id: str,
+        started: float,
+        output: GenerationOutput | None,
+        error: GatewayError | None,
+    ) -> tuple[float, float]:
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.counters[route.model_id].record(latency_ms, error is None)
+        input_tokens = output.input_tokens if output else 0
+        output_tokens = output.output_tokens if output else 0
+        cost = cost_usd(route.price, input_tokens, output_tokens)
+        self.ledger.record(
+            UsageRecord(
+                ts=time.time(),
+                request_id=request_id,
+                key_id=key_id,
+                model_id=route.model_id,
+                provider=route.provider,
+                served_model=(output.served_model if output else "") or route.model_id,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cost_usd=cost,
+                latency_ms=round(latency_ms, 3),
+                outcome="ok" if error is None else error.error_type,
+                status=200 if error is None else error.status_code,
+            )
+        )
+        return latency_ms, cost
 
     async def generate_batch(
-        self, batch: BatchGenerateRequest, request_id: str
+        self, batch: BatchGenerateRequest, request_id: str, key_id: str = ANONYMOUS_KEY
     ) -> dict[str, list[dict[str, Any]]]:
         cap = self.config.ingress.max_batch_items
         if len(batch.requests) > cap:
@@ -92,20 +146,26 @@ class Gateway:
                 param="requests",
             )
         items = [
-            self._generate_item(item, f"{request_id}-{index}")
+            self._generate_item(item, f"{request_id}-{index}", key_id)
             for index, item in enumerate(batch.requests)
         ]
         return {"results": list(await asyncio.gather(*items))}
 
-    async def _generate_item(self, item: GenerateRequest, item_id: str) -> dict[str, Any]:
+    async def _generate_item(
+        self, item: GenerateRequest, item_id: str, key_id: str
+    ) -> dict[str, Any]:
         try:
-            return await self.generate(item, item_id)
+            return await self.generate(item, item_id, key_id)
         except GatewayError as error:
             return {"error": error.to_dict()}
 
     @staticmethod
     def shape_response(
-        route: ModelRoute, output: GenerationOutput, latency_ms: float, request_id: str
+        route: ModelRoute,
+        output: GenerationOutput,
+        latency_ms: float,
+        cost: float,
+        request_id: str,
     ) -> dict[str, Any]:
         return {
             "text": output.text,
@@ -119,96 +179,46 @@ class Gateway:
             "metadata": {
                 "model_type": route.model_type,
                 "provider": route.provider,
-                "cost_usd": cost_usd(route.price, output.input_tokens, output.output_tokens),
+                "cost_usd": cost,
                 "finish_reason": output.finish_reason,
                 "request_id": request_id,
             },
             "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         }
 
-    # ---- catalog, readiness, status -----------------------------------------------------
-
-    async def _describe(self, route: ModelRoute) -> tuple[str, dict[str, Any] | str]:
-        """Ask a local model deployment for its metadata; a string explains a failure."""
-        timeout = self.config.ingress.status_probe_timeout_s
-        try:
-            description = await call_with_deadline(
-                route.handle.describe.remote(), route.deployment, timeout
-            )
-        except GatewayError as error:
-            return route.model_id, f"{error.error_type}: {error.message}"
-        self._descriptions[route.model_id] = description
-        return route.model_id, description
-
-    async def describe_all(self) -> dict[str, dict[str, Any] | str]:
-        local = [route for route in self.catalog if route.model_type == "fine_tuned"]
-        return dict(await asyncio.gather(*(self._describe(route) for route in local)))
-
-    def model_info(self, route: ModelRoute, description: dict[str, Any] | str | None) -> dict:
-        metadata = dict(self._descriptions.get(route.model_id, {}).get("metadata", {}))
-        if isinstance(description, dict):
-            metadata = dict(description["metadata"])
-        status = "available" if isinstance(description, dict) else "unavailable"
-        info: dict[str, Any] = {
-            "id": route.model_id,
-            "type": route.model_type,
-            "provider": route.provider,
-            "description": route.description,
-            "status": status,
-            "limits": {
-                "max_tokens": route.max_tokens_cap,
-                "context_length": metadata.get("context_length", route.context_length),
-                "max_prompt_chars": self.config.ingress.max_prompt_chars,
-                "rpm": route.rpm,
-                "tpm": route.tpm,
-            },
-            "metadata": metadata,
-        }
-        if isinstance(description, str):
-            info["metadata"]["unavailable_reason"] = description
-        return info
-
-    async def list_models(self) -> list[dict[str, Any]]:
-        descriptions = await self.describe_all()
-        return [self.model_info(r, descriptions.get(r.model_id)) for r in self.catalog]
-
-    async def get_model(self, model_id: str) -> dict[str, Any]:
-        route = self.catalog.get(model_id)
-        _, description = await self._describe(route)
-        return self.model_info(route, description)
-
-    async def readiness(self) -> tuple[bool, dict[str, str]]:
-        descriptions = await self.describe_all()
-        not_ready = {k: v for k, v in descriptions.items() if isinstance(v, str)}
-        return not not_ready, not_ready
+    # ---- status -------------------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
-        descriptions = await self.describe_all()
+        descriptions = await self.probe.describe_all()
         models = []
         for route in self.catalog:
             counters = self.counters[route.model_id]
             p50, p95 = counters.latency_percentiles()
-            description = descriptions.get(route.model_id)
+            description = descriptions.get(route.deployment, {})
             models.append(
                 {
                     "id": route.model_id,
                     "type": route.model_type,
                     "provider": route.provider,
-                    "state": "ready" if isinstance(description, dict) else str(description),
+                    "state": description.get("status", "unknown"),
+                    "reason": description.get("unavailable_reason"),
                     "requests": counters.requests,
                     "errors": counters.errors,
                     "latency_p50_ms": p50,
                     "latency_p95_ms": p95,
-                    "average_batch_size": (
-                        description.get("average_batch_size")
-                        if isinstance(description, dict)
-                        else None
-                    ),
+                    "average_batch_size": description.get("average_batch_size"),
                 }
             )
-        uptime = round(time.monotonic() - self.started_at, 3)
-        return {"version": __version__, "uptime_s": uptime, "models": models}
+        return {
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started_at, 3),
+            "models": models,
+            "ledger": self.ledger.health(),
+        }
+
+    async def close(self) -> None:
+        await self.ledger.close()
 
 
-def _first_set(value: float | None, default: float) -> float:
+def _first_set(value: float | None, default: float | None) -> float | None:
     return default if value is None else value

@@ -19,3 +19,7 @@ class GatewayIngress:
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(self.gateway)
+
+    async def __del__(self) -> None:
+        """Serve calls this on a clean stop: flush every buffered usage record."""
+        await self.gateway.close()

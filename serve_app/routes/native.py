@@ -23,6 +23,9 @@ ERRORS = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
         400: "Invalid request",
+        401: "Missing or invalid API key",
+        402: "Budget spent",
+        403: "Model not allowed for this key",
         404: "Unknown model",
         413: "Body too large",
         415: "Not JSON",
@@ -59,7 +62,7 @@ async def health() -> Response:
 
 @router.get("/ready", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
 async def ready(gateway: Gateway = Depends(get_gateway)) -> Response:
-    is_ready, not_ready = await gateway.readiness()
+    is_ready, not_ready = await gateway.probe.readiness()
     return json_response({"ready": is_ready, "not_ready": not_ready}, 200 if is_ready else 503)
 
 
@@ -70,12 +73,12 @@ async def status(gateway: Gateway = Depends(get_gateway)) -> Response:
 
 @router.get("/models", response_model=ModelList)
 async def list_models(gateway: Gateway = Depends(get_gateway)) -> Response:
-    return json_response({"models": await gateway.list_models()})
+    return json_response({"models": await gateway.probe.list_models()})
 
 
 @router.get("/models/{model_id}", response_model=ModelInfo, responses=ERRORS)
 async def get_model(model_id: str, gateway: Gateway = Depends(get_gateway)) -> Response:
-    return json_response(await gateway.get_model(model_id))
+    return json_response(await gateway.probe.get_model(model_id))
 
 
 @router.post("/generate", response_model=GenerateResponse, responses=ERRORS)

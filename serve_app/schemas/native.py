@@ -109,6 +109,7 @@ class ModelStatus(BaseModel):
     type: str
     provider: str
     state: str
+    reason: str | None = None
     requests: int
     errors: int
     latency_p50_ms: float | None
@@ -116,7 +117,53 @@ class ModelStatus(BaseModel):
     average_batch_size: float | None
 
 
+class LedgerHealth(BaseModel):
+    backend: str
+    degraded: bool
+    pending_records: int
+    dropped_records: int
+    last_error: str | None
+
+
 class StatusResponse(BaseModel):
     version: str
     uptime_s: float
     models: list[ModelStatus]
+    ledger: LedgerHealth
+
+
+class CommercialModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class ProviderCheck(BaseModel):
+    provider: str
+    key_configured: bool = False
+    reachable: bool
+    key_accepted: bool = False
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class ProviderCheckList(BaseModel):
+    providers: list[ProviderCheck]
+
+
+class UsageTotals(BaseModel):
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+class ModelUsage(UsageTotals):
+    provider: str
+    model_id: str
+
+
+class UsageResponse(BaseModel):
+    since: str | None
+    until: str | None
+    providers: dict[str, UsageTotals]
+    models: list[ModelUsage]

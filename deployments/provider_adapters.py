@@ -1,0 +1,129 @@
+"""Translation between a `GenerationParams` and each provider's SDK call and response.
+
+Pure functions (no I/O besides the SDK call itself), unit-tested without a server.
+"""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from serve_app.config import CommercialModelConfig
+from serve_app.schemas.internal import GenerationOutput, GenerationParams
+
+ANTHROPIC_MAX_TEMPERATURE = 1.0
+OPENAI_FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
+ANTHROPIC_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def _messages(params: GenerationParams) -> list[dict[str, str]]:
+    if params.messages:
+        return [{"role": m.role, "content": m.content} for m in params.messages]
+    return [{"role": "user", "content": params.prompt}]
+
+
+def openai_chat_kwargs(params: GenerationParams, model: CommercialModelConfig) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "model": model.upstream_model,
+        "messages": _messages(params),
+        "max_tokens": params.max_tokens,
+    }
+    if params.temperature is not None:
+        kwargs["temperature"] = params.temperature
+    if params.top_p is not None:
+        kwargs["top_p"] = params.top_p
+    if params.stop:
+        kwargs["stop"] = list(params.stop)
+    return kwargs
+
+
+def parse_openai_chat(response: Any, model: CommercialModelConfig) -> GenerationOutput:
+    choice = response.choices[0]
+    usage = response.usage
+    return GenerationOutput(
+        text=choice.message.content or "",
+        input_tokens=usage.prompt_tokens if usage else 0,
+        output_tokens=usage.completion_tokens if usage else 0,
+        finish_reason=OPENAI_FINISH.get(choice.finish_reason or "stop", choice.finish_reason),
+        served_model=getattr(response, "model", None) or model.upstream_model,
+    )
+
+
+def anthropic_kwargs(params: GenerationParams, model: CommercialModelConfig) -> dict[str, Any]:
+    """Messages API call; system messages move to `system`, temperature is clamped to 0..1."""
+    messages = _messages(params)
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    kwargs: dict[str, Any] = {
+        "model": model.upstream_model,
+        "max_tokens": params.max_tokens,
+        "messages": [m for m in messages if m["role"] != "system"],
+    }
+    if system:
+        kwargs["system"] = system
+    if params.temperature is not None:
+        kwargs["temperature"] = min(params.temperature, ANTHROPIC_MAX_TEMPERATURE)
+    if params.top_p is not None:
+        kwargs["top_p"] = params.top_p
+    if params.stop:
+        kwargs["stop_sequences"] = list(params.stop)
+    return kwargs
+
+
+def parse_anthropic(response: Any, model: CommercialModelConfig) -> GenerationOutput:
+    text = "".join(block.text for block in response.content if block.type == "text")
+    reason = response.stop_reason or "end_turn"
+    return GenerationOutput(
+        text=text,
+        input_tokens=response.usage.input_tokens,
+        output_tokens=response.usage.output_tokens,
+        finish_reason=ANTHROPIC_FINISH.get(reason, reason),
+        served_model=getattr(response, "model", None) or model.upstream_model,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderAdapter:
+    """How one provider's SDK client is called for a generation and for a health probe."""
+
+    build_kwargs: Callable[[GenerationParams, CommercialModelConfig], dict[str, Any]]
+    parse: Callable[[Any, CommercialModelConfig], GenerationOutput]
+    create: Callable[[Any, dict[str, Any]], Awaitable[Any]]
+    list_models: Callable[[Any], Awaitable[Any]]
+
+
+async def _openai_create(client: Any, kwargs: dict[str, Any]) -> Any:
+    return await client.chat.completions.create(**kwargs)
+
+
+async def _anthropic_create(client: Any, kwargs: dict[str, Any]) -> Any:
+    return await client.messages.create(**kwargs)
+
+
+async def _list_models(client: Any) -> Any:
+    return await client.models.list()
+
+
+ADAPTERS: dict[str, ProviderAdapter] = {
+    "openai": ProviderAdapter(openai_chat_kwargs, parse_openai_chat, _openai_create, _list_models),
+    "anthropic": ProviderAdapter(anthropic_kwargs, parse_anthropic, _anthropic_create, _list_models),
+}
+
+
+def make_client(provider: str, base_url: str | None, api_key: str, timeout_s: float) -> Any:
+    """One SDK client per replica (never per request); the SDK's own retries are off."""
+    if provider == "openai":
+        import openai
+
+        return openai.AsyncOpenAI(
+            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0
+        )
+    import anthropic
+
+    return anthropic.AsyncAnthropic(
+        api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0
+    )

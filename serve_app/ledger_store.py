@@ -1,0 +1,187 @@
+"""Where usage records live: SQLite (default, one node) or PostgreSQL (multi-node clusters).
+
+Stores are synchronous and thread-safe; the ledger calls them from a worker thread.
+"""
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+COLUMNS = (
+    "ts",
+    "request_id",
+    "key_id",
+    "model_id",
+    "provider",
+    "served_model",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "latency_ms",
+    "outcome",
+    "status",
+)
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+    ts DOUBLE PRECISION NOT NULL,
+    request_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    served_model TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cost_usd DOUBLE PRECISION NOT NULL,
+    latency_ms DOUBLE PRECISION NOT NULL,
+    outcome TEXT NOT NULL,
+    status INTEGER NOT NULL
+)
+"""
+INDEX = "CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts)"
+SUMMARY_SQL = """
+SELECT provider, model_id, COUNT(*),
+       SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END),
+       SUM(input_tokens), SUM(output_tokens), SUM(cost_usd)
+FROM usage WHERE ts >= {p} AND ts < {p}
+GROUP BY provider, model_id ORDER BY provider, model_id
+"""
+FAR_FUTURE = 1e12
+
+
+class UsageStore(Protocol):
+    backend: str
+
+    def write(self, rows: Sequence[tuple[Any, ...]]) -> None: ...
+
+    def summarize(self, since: float | None, until: float | None) -> list[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+def _summary_rows(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "provider": provider,
+            "model_id": model_id,
+            "requests": int(requests),
+            "errors": int(errors or 0),
+            "input_tokens": int(input_tokens or 0),
+            "output_tokens": int(output_tokens or 0),
+            "cost_usd": round(float(cost or 0.0), 9),
+        }
+        for provider, model_id, requests, errors, input_tokens, output_tokens, cost in rows
+    ]
+
+
+class SQLiteStore:
+    backend = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        import sqlite3
+
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._sqlite3 = sqlite3
+        self._connection: Any = None
+
+    def _connect(self) -> Any:
+        if self._connection is None:
+            connection = self._sqlite3.connect(self.path, timeout=5, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(SCHEMA)
+            connection.execute(INDEX)
+            self._connection = connection
+        return self._connection
+
+    def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        marks = ", ".join("?" for _ in COLUMNS)
+        with self._lock:
+            connection = self._connect()
+            try:
+                with connection:
+                    connection.executemany(
+                        f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({marks})", rows
+                    )
+            except self._sqlite3.Error:
+                self._drop_connection()
+                raise
+
+    def summarize(self, since: float | None, until: float | None) -> list[dict[str, Any]]:
+        with self._lock:
+            cursor = self._connect().execute(
+                SUMMARY_SQL.format(p="?"), (since or 0.0, until or FAR_FUTURE)
+            )
+            return _summary_rows(cursor.fetchall())
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_connection()
+
+
+class PostgresStore:
+    backend = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._connection: Any = None
+
+    def _connect(self) -> Any:
+        if self._connection is None or self._connection.closed:
+            import psycopg
+
+            connection = psycopg.connect(self.url, connect_timeout=5, autocommit=False)
+            with connection.transaction():
+                connection.execute(SCHEMA)
+                connection.execute(INDEX)
+            self._connection = connection
+        return self._connection
+
+    def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        marks = ", ".join("%s" for _ in COLUMNS)
+        with self._lock:
+            try:
+                connection = self._connect()
+                with connection.transaction(), connection.cursor() as cursor:
+                    cursor.executemany(
+                        f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({marks})", rows
+                    )
+            except Exception:
+                self._drop_connection()
+                raise
+
+    def summarize(self, since: float | None, until: float | None) -> list[dict[str, Any]]:
+        with self._lock:
+            connection = self._connect()
+            with connection.transaction():
+                cursor = connection.execute(
+                    SUMMARY_SQL.format(p="%s"), (since or 0.0, until or FAR_FUTURE)
+                )
+                return _summary_rows(cursor.fetchall())
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_connection()
+
+
+def open_store(url: str) -> UsageStore:
+    """`sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite://:memory:` or postgresql://."""
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")
+        return SQLiteStore(":memory:" if path in ("", ":memory:") else path.removeprefix("/"))
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(url)
+    raise ValueError(f"unsupported ledger url {url!r}: use sqlite:/// or postgresql://")
