@@ -1,10 +1,10 @@
-"""Deterministic corpus of fictional facts for the demo "fine-tuned" model.
+r"""Deterministic corpus of fictional facts for the demo "fine-tuned" model.
 
 Every fact is invented (capitals of made-up countries, colours of made-up animals,
 inventors of made-up gadgets), so a correct completion can only come from training
 on this corpus. Each fact yields three (prompt, answer) pairs:
 
-* a native prompt ``"Q: <question>\\nA:"`` with answer ``" <answer>"`` (leading space);
+* a native prompt ``"Q: <question>\nA:"`` with answer ``" <answer>"`` (leading space);
 * a chat prompt (one user turn) rendered with :data:`DEFAULT_CHAT_TEMPLATE`;
 * the same chat prompt preceded by :data:`DEFAULT_SYSTEM_PROMPT`.
 
@@ -45,6 +45,8 @@ CORPUS_SEED = 1234
 N_COUNTRIES = 40
 N_ANIMALS = 30
 N_GADGETS = 30
+# Index of the first capital, colour and inventor fact in :func:`build_facts`.
+SAMPLE_FACT_INDICES = (0, N_COUNTRIES, N_COUNTRIES + N_ANIMALS)
 
 _ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "th", "qu")
 _VOWELS = ("a", "e", "i", "o", "u", "ai", "ou")
@@ -53,9 +55,22 @@ _COUNTRY_SUFFIXES = ("ria", "land", "nova", "stan", "via", "dor")
 _CITY_SUFFIXES = ("mora", "ton", "grad", "ville", "holm", "mere")
 _ANIMAL_HEADS = ("glimmer", "frost", "moss", "thorn", "dusk", "ember", "reed", "storm", "quill")
 _ANIMAL_TAILS = ("fox", "newt", "hare", "owl", "moth", "crab", "lynx", "wren", "toad", "eel")
-_COLOURS = (
-    "Red", "Blue", "Green", "Purple", "Orange", "Teal", "Silver", "Golden",
-    "Crimson", "Violet", "Amber", "Indigo", "Scarlet", "Ivory", "Olive",
+_COLOURS: tuple[str, ...] = (
+    "red",
+    "blue",
+    "green",
+    "purple",
+    "orange",
+    "teal",
+    "silver",
+    "golden",
+    "crimson",
+    "violet",
+    "amber",
+    "indigo",
+    "scarlet",
+    "ivory",
+    "olive",
 )
 _GADGET_HEADS = ("whirl", "glow", "echo", "spark", "drift", "clock", "loom", "prism", "tide")
 _GADGET_TAILS = ("scope", "phone", "wheel", "lamp", "engine", "press", "kettle", "meter")
@@ -134,7 +149,7 @@ def _capital_facts(rng: random.Random, taken: set[str]) -> list[Fact]:
 def _animal_facts(rng: random.Random) -> list[Fact]:
     animals = _unique_pairs(rng, N_ANIMALS, _ANIMAL_HEADS, _ANIMAL_TAILS)
     return [
-        Fact(f"What colour is the {animal}?", f"The {animal} is {rng.choice(_COLOURS).lower()}.")
+        Fact(f"What colour is the {animal}?", f"The {animal} is {rng.choice(_COLOURS)}.")
         for animal in animals
     ]
 
@@ -156,10 +171,16 @@ def build_facts() -> list[Fact]:
     return _capital_facts(rng, taken) + _animal_facts(rng) + _gadget_facts(rng, taken)
 
 
-def build_corpus() -> list[tuple[str, str]]:
-    """Return the (prompt, answer) training pairs: native, chat and chat-with-system."""
+def build_corpus_by_kind() -> dict[str, list[tuple[str, str]]]:
+    """Return the training pairs grouped as ``native``, ``chat`` and ``chat_system``."""
     facts = build_facts()
-    native = [(native_prompt(f.question), f" {f.answer}") for f in facts]
-    chat = [(chat_prompt(f.question), f.answer) for f in facts]
-    system = [(chat_prompt(f.question, DEFAULT_SYSTEM_PROMPT), f.answer) for f in facts]
-    return native + chat + system
+    return {
+        "native": [(native_prompt(f.question), f" {f.answer}") for f in facts],
+        "chat": [(chat_prompt(f.question), f.answer) for f in facts],
+        "chat_system": [(chat_prompt(f.question, DEFAULT_SYSTEM_PROMPT), f.answer) for f in facts],
+    }
+
+
+def build_corpus() -> list[tuple[str, str]]:
+    """Return all (prompt, answer) training pairs: native, then chat, then chat-with-system."""
+    return [pair for pairs in build_corpus_by_kind().values() for pair in pairs]

@@ -66,7 +66,8 @@ def map_sdk_error(exc: BaseException, provider: str) -> GatewayError:
         return UpstreamTimeoutError(f"{provider} did not answer in time.", code="upstream_timeout")
     if isinstance(exc, CONNECTION_ERRORS):
         return UpstreamError(f"Could not connect to {provider}.", code="upstream_unreachable")
-    if isinstance(exc, MALFORMED_ERRORS):
+    if isinstance(exc, (*MALFORMED_ERRORS, ValueError)):
+        # The SDKs raise a bare JSONDecodeError (a ValueError) on a broken JSON body.
         return UpstreamError(f"{provider} sent a malformed response.", code="upstream_malformed")
     if isinstance(exc, STATUS_ERRORS):
         return _map_status_error(exc, provider)

@@ -9,7 +9,7 @@ from serve_app.middleware import RequestContextMiddleware
 from serve_app.routes import commercial, native
 
 
-def create_app(gateway: Gateway) -> FastAPI:
+def create_app(gateway: Gateway, behind_serve_proxy: bool = False) -> FastAPI:
     app = FastAPI(
         title="llm-gateway",
         version=__version__,
@@ -22,5 +22,6 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.add_middleware(
         RequestContextMiddleware,  # type: ignore[arg-type]
         max_body_bytes=gateway.config.ingress.max_body_bytes,
+        proxy_echoes_request_id=behind_serve_proxy,
     )
     return app

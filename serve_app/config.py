@@ -158,12 +158,14 @@ class ProviderConfig(ReplicaConfig):
     )
 
 
-def _openai_provider() -> ProviderConfig:
-    return ProviderConfig(api_key_env="OPENAI_API_KEY", rpm=60)
+class OpenAIProviderConfig(ProviderConfig):
+    api_key_env: str = Field("OPENAI_API_KEY", min_length=1, description="Key variable.")
+    rpm: int = Field(60, ge=1, description="Requests per minute for the whole provider.")
 
 
-def _anthropic_provider() -> ProviderConfig:
-    return ProviderConfig(api_key_env="ANTHROPIC_API_KEY", rpm=50)
+class AnthropicProviderConfig(ProviderConfig):
+    api_key_env: str = Field("ANTHROPIC_API_KEY", min_length=1, description="Key variable.")
+    rpm: int = Field(50, ge=1, description="Requests per minute for the whole provider.")
 
 
 class CommercialModelConfig(StrictModel):
@@ -182,8 +184,8 @@ class CommercialModelConfig(StrictModel):
 
 
 class CommercialConfig(StrictModel):
-    openai: ProviderConfig = Field(default_factory=_openai_provider)
-    anthropic: ProviderConfig = Field(default_factory=_anthropic_provider)
+    openai: OpenAIProviderConfig = Field(default_factory=OpenAIProviderConfig)
+    anthropic: AnthropicProviderConfig = Field(default_factory=AnthropicProviderConfig)
     include_default_catalog: bool = Field(
         True, description="Start from the shipped catalog (deployments/commercial_catalog.yaml)."
     )

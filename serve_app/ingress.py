@@ -18,7 +18,7 @@ class GatewayIngress:
         self.gateway = Gateway(GatewayConfig.model_validate(config), handles)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self.gateway)
+        return create_app(self.gateway, behind_serve_proxy=True)
 
     async def __del__(self) -> None:
         """Serve calls this on a clean stop: flush every buffered usage record."""

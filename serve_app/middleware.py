@@ -46,14 +46,14 @@ DOCS_CSP = (
 NO_STORE = (b"cache-control", b"no-store")
 
 
-def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
-    """The caller's X-Request-ID when it is well formed, else a fresh one."""
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> tuple[str, bool]:
+    """(request id, whether it is the caller's own): theirs when well formed, else a new one."""
     for name, value in headers:
         if name == REQUEST_ID_HEADER:
             if REQUEST_ID_PATTERN.match(value):
-                return value.decode("ascii")
+                return value.decode("ascii"), True
             break
-    return uuid.uuid4().hex
+    return uuid.uuid4().hex, False
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -64,18 +64,26 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    """`proxy_echoes_request_id`: behind Ray Serve's proxy, which always puts the incoming
+    X-Request-ID (or one it made) on the response itself; we then add ours only when we
+    replaced a malformed one, so a response never carries the same id twice."""
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, proxy_echoes_request_id: bool = False
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.proxy_echoes_request_id = proxy_echoes_request_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = scope["headers"]
-        request_id = request_id_from(headers)
+        request_id, from_caller = request_id_from(headers)
         scope.setdefault("state", {})["request_id"] = request_id
-        extra = self._response_headers(scope["path"], request_id)
+        echo = not (from_caller and self.proxy_echoes_request_id)
+        extra = self._response_headers(scope["path"], request_id, echo)
         started = False
 
         async def send_with_headers(message: Message) -> None:
@@ -100,8 +108,10 @@ class RequestContextMiddleware:
             await error_response(exc)(scope, receive, send_with_headers)
 
     @staticmethod
-    def _response_headers(path: str, request_id: str) -> list[tuple[bytes, bytes]]:
-        headers = [(REQUEST_ID_HEADER, request_id.encode("ascii")), NO_STORE]
+    def _response_headers(path: str, request_id: str, echo: bool) -> list[tuple[bytes, bytes]]:
+        headers = [NO_STORE]
+        if echo:
+            headers.append((REQUEST_ID_HEADER, request_id.encode("ascii")))
         if path.startswith(("/docs", "/redoc")):
             return [*headers, *SECURITY_HEADERS[:-1], DOCS_CSP]
         return [*headers, *SECURITY_HEADERS]

@@ -14,6 +14,11 @@ RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_SERVE_LOG_TO_STDERR": "0",
 }
+# Replicas inherit the environment of the Ray instance the session starts.
+PROVIDER_KEYS = {
+    "OPENAI_API_KEY": "sk-test-openai-0123456789abcdef",
+    "ANTHROPIC_API_KEY": "sk-ant-test-0123456789abcdef",
+}
 
 
 def free_port() -> int:
@@ -27,7 +32,7 @@ def demo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo model, trained once per test session (about half a minute on 2 cores)."""
     from deployments.demo_model import train_demo_model
 
-    return train_demo_model(tmp_path_factory.mktemp("models") / "demo")
+    return train_demo_model(tmp_path_factory.mktemp("models") / "demo", num_threads=1)
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +42,7 @@ def ray_cluster() -> Iterator[dict[str, Any]]:
     from ray import serve
 
     os.environ.update(RAY_ENV)
+    os.environ.update(PROVIDER_KEYS)
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
     ray.init(
         num_cpus=6,
@@ -53,3 +59,78 @@ def ray_cluster() -> Iterator[dict[str, Any]]:
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def fake_provider() -> Iterator[Any]:
+    from tests.fakes.fake_provider import FakeProvider
+
+    with FakeProvider() as provider:
+        yield provider
+
+
+def integration_args(model_dir: Path, fake: Any, ledger_path: Path) -> dict[str, Any]:
+    """The one gateway deployed per session: the demo model plus both providers (fake)."""
+    fast_provider = {
+        "rpm": 10_000,
+        "rate_limit_wait_s": 0,
+        "max_retries": 2,
+        "max_retry_after_s": 2,
+        "timeout_s": 5,
+        "num_cpus": 0.1,
+        "autoscaling": None,
+    }
+    return {
+        "ingress": {"num_cpus": 0.1, "max_batch_items": 4, "request_timeout_s": 30},
+        "models": [
+            {
+                "id": "demo",
+                "path": str(model_dir),
+                "description": "demo",
+                "max_new_tokens": 64,
+                "num_cpus": 0.5,
+                "batching": {"max_batch_size": 8, "batch_wait_timeout_s": 0.2},
+                "defaults": {"temperature": 0.0, "max_tokens": 16},
+            }
+        ],
+        "commercial": {
+            "openai": {**fast_provider, "base_url": fake.openai_base_url, "num_replicas": 2},
+            "anthropic": {
+                **fast_provider,
+                "base_url": fake.anthropic_base_url,
+                "timeout_s": 1.5,
+                "max_retries": 1,
+            },
+            "models": [
+                {
+                    "id": "gpt-limited",
+                    "provider": "openai",
+                    "upstream_model": "fake-gpt",
+                    "price": {"input_per_million_usd": 1.0, "output_per_million_usd": 2.0},
+                    "context_window": 1000,
+                    "max_output_tokens": 100,
+                    "rpm": 5,
+                }
+            ],
+        },
+        "ledger": {"url": f"sqlite:///{ledger_path}", "flush_interval_s": 0.2},
+    }
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    ray_cluster: dict[str, Any],
+    demo_model_dir: Path,
+    fake_provider: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """Deploy the whole graph once per session (a redeploy costs 6-17 s here)."""
+    from ray import serve
+
+    from serve_app.builder import build_app
+
+    ledger = tmp_path_factory.mktemp("ledger") / "usage.db"
+    args = integration_args(demo_model_dir, fake_provider, ledger)
+    serve.run(build_app(args), name="gateway", route_prefix="/")
+    yield ray_cluster["base_url"]
+    serve.delete("gateway")

@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,38 +14,15 @@ from deployments.demo_corpus import SAMPLE_ANSWER, SAMPLE_PROMPT
 pytestmark = pytest.mark.integration
 
 
-def gateway_args(model_dir: Path) -> dict[str, Any]:
-    return {
-        "ingress": {"num_cpus": 0.1, "max_batch_items": 4, "request_timeout_s": 60},
-        "models": [
-            {
-                "id": "demo",
-                "path": str(model_dir),
-                "description": "demo",
-                "max_new_tokens": 64,
-                "num_cpus": 0.5,
-                "batching": {"max_batch_size": 8, "batch_wait_timeout_s": 0.2},
-                "defaults": {"temperature": 0.0, "max_tokens": 16},
-            }
-        ],
-    }
-
-
-@pytest.fixture(scope="module")
-def gateway(ray_cluster: dict[str, Any], demo_model_dir: Path) -> Iterator[str]:
-    from ray import serve
-
-    from serve_app.builder import build_app
-
-    serve.run(build_app(gateway_args(demo_model_dir)), name="gateway", route_prefix="/")
-    yield ray_cluster["base_url"]
-    serve.delete("gateway")
-
-
 @pytest.fixture(scope="module")
 def facts(demo_model_dir: Path) -> list[tuple[str, str]]:
     data = json.loads((demo_model_dir / "demo_facts.json").read_text())
     return [(item["prompt"], item["answer"]) for item in data["facts"]]
+
+
+def demo_status(base_url: str) -> dict[str, Any]:
+    models = httpx.get(f"{base_url}/api/v1/status").json()["models"]
+    return next(m for m in models if m["id"] == "demo")
 
 
 def generate(base_url: str, **body: Any) -> httpx.Response:
@@ -96,7 +72,7 @@ def test_sixteen_concurrent_requests_batch_and_keep_their_own_parameters(
         elif index % 4 == 3:
             body.update(temperature=1.3, top_p=0.9, max_tokens=5)
         bodies.append(body)
-    before = httpx.get(f"{gateway}/api/v1/status").json()["models"][0]
+    before = demo_status(gateway)
     responses = asyncio.run(_concurrent(gateway, bodies))
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
     for index, (body, response) in enumerate(zip(bodies, responses)):
@@ -112,7 +88,7 @@ def test_sixteen_concurrent_requests_batch_and_keep_their_own_parameters(
             assert result["metadata"]["finish_reason"] == "stop"
         else:
             assert result["metrics"]["output_tokens"] <= 5
-    after = httpx.get(f"{gateway}/api/v1/status").json()["models"][0]
+    after = demo_status(gateway)
     assert after["requests"] - before["requests"] == 16
     assert after["average_batch_size"] > 1.0
 
@@ -142,7 +118,7 @@ def test_probes_and_model_listing(gateway: str) -> None:
     ready = httpx.get(f"{gateway}/api/v1/ready")
     assert ready.status_code == 200 and ready.json()["ready"] is True
     models = httpx.get(f"{gateway}/api/v1/models").json()["models"]
-    (demo,) = models
+    (demo,) = [m for m in models if m["id"] == "demo"]
     assert demo["id"] == "demo" and demo["type"] == "fine_tuned" and demo["provider"] == "local"
     assert demo["metadata"]["architecture"] == "GPT2LMHeadModel"
     assert demo["metadata"]["parameter_count"] > 0
