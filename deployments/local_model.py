@@ -6,19 +6,22 @@ at build time. The loader is injected so tests can hand in a tiny model.
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from ray import serve
 
+from deployments.demo_corpus import render_chat_prompt
 from deployments.generation import BatchGenerator, RowState, SamplingParams
 from serve_app.config import BatchingConfig, LocalModelConfig
 from serve_app.errors import GatewayError, InternalError, InvalidRequestError
-from serve_app.schemas.internal import GenerationOutput, GenerationParams
+from serve_app.schemas.internal import GenerationOutput, GenerationParams, StreamChunk
 
 logger = logging.getLogger("ray.serve")
+# Placeholder for a runnable row's slot until its decode result replaces it.
+_UNDECODED = InternalError("The row was not decoded.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +76,15 @@ def load_hf_model(config: LocalModelConfig) -> LoadedModel:
 class _BatchItem:
     params: GenerationParams
     sampling: SamplingParams
+    cancelled: bool = False
 
 
 class LocalModelServer:
-    """Serves one model: validates context length, batches requests, decodes off the loop."""
+    """Serves one model: validates context length, batches requests, decodes off the loop.
+
+    Non-streaming and streaming requests batch separately (two `@serve.batch` queues); in
+    both, rows carry their own sampling parameters and stop on their own.
+    """
 
     def __init__(
         self,
@@ -89,7 +97,8 @@ class LocalModelServer:
         self.engine = BatchGenerator(
             loaded.model, loaded.tokenizer, loaded.device, loaded.max_context
         )
-        self.metadata = loaded.metadata
+        self.has_chat_template = bool(getattr(loaded.tokenizer, "chat_template", None))
+        self.metadata = {**loaded.metadata, "chat_template": self.has_chat_template}
         self.batches = 0
         self.batched_requests = 0
         self.reconfigure(self.config.batching.model_dump())
@@ -98,42 +107,120 @@ class LocalModelServer:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve calls this with the deployment's `user_config` (batching settings)."""
         batching = BatchingConfig.model_validate(user_config)
-        self._generate_batch.set_max_batch_size(batching.max_batch_size)  # type: ignore[attr-defined]
-        self._generate_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)  # type: ignore[attr-defined]
+        for batched in (self._generate_batch, self._stream_batch):
+            batched.set_max_batch_size(batching.max_batch_size)  # type: ignore[attr-defined]
+            batched.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)  # type: ignore[attr-defined]
 
-    async def generate(self, params: GenerationParams) -> GenerationOutput:
+    @staticmethod
+    def _item(params: GenerationParams) -> _BatchItem:
         sampling = SamplingParams(
             max_tokens=params.max_tokens,
             temperature=params.temperature if params.temperature is not None else 1.0,
             top_p=params.top_p if params.top_p is not None else 1.0,
             stop=params.stop,
         )
-        result = await self._generate_batch(_BatchItem(params, sampling))
+        return _BatchItem(params, sampling)
+
+    async def generate(self, params: GenerationParams) -> GenerationOutput:
+        result = await self._generate_batch(self._item(params))
         if isinstance(result, GatewayError):
             raise result
         return result
+
+    async def generate_stream(self, params: GenerationParams) -> AsyncIterator[StreamChunk]:
+        """Token-by-token chunks; closing this stream (client gone) stops the row's decode."""
+        item = self._item(params)
+        try:
+            async for chunk in self._stream_batch(item):
+                if isinstance(chunk, GatewayError):
+                    raise chunk
+                yield chunk
+        finally:
+            item.cancelled = True
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _generate_batch(
         self, items: list[_BatchItem]
     ) -> list[GenerationOutput | GatewayError]:
-        self.batches += 1
-        self.batched_requests += len(items)
+        self._count_batch(len(items))
         return await asyncio.to_thread(self._run_batch, items)
 
-    def _run_batch(self, items: list[_BatchItem]) -> list[GenerationOutput | GatewayError]:
-        results: list[GenerationOutput | GatewayError] = []
-        runnable: list[tuple[int, list[int], SamplingParams]] = []
-        for index, item in enumerate(items):
-            prompt_ids = self.engine.encode(item.params.prompt)
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def _stream_batch(self, items: list[_BatchItem]) -> AsyncIterator[list[Any]]:
+        self._count_batch(len(items))
+        prepared = await asyncio.to_thread(self._prepare, items)
+        # Rows that failed validation get their error once, then end; the rest decode.
+        pending: list[Any] = [p if isinstance(p, GatewayError) else None for p in prepared]
+        runnable = [i for i, p in enumerate(prepared) if not isinstance(p, GatewayError)]
+        steps = self.engine.stream(
+            [prepared[i] for i in runnable],  # type: ignore[misc]
+            [items[i].sampling for i in runnable],
+        ) if runnable else iter(())
+        done = [False] * len(items)
+        while not all(done):
+            rows = await asyncio.to_thread(next, steps, None)
+            out: list[Any] = [StopIteration] * len(items)
+            for i, error in enumerate(pending):
+                if error is not None and not done[i]:
+                    out[i], done[i] = error, True
+            for i, row in zip(runnable, rows or ()):
+                out[i] = self._stream_step(items[i], row, done, i)
+            yield out
+            if rows is None:
+                return
+
+    def _stream_step(self, item: _BatchItem, row: RowState, done: list[bool], index: int) -> Any:
+        if done[index]:
+            return StopIteration
+        if item.cancelled and not row.finished:
+            row.finish_reason = "cancelled"
+        delta = row.take_delta()
+        if row.finished:
+            done[index] = True
+        return StreamChunk(
+            text=delta,
+            finish_reason=row.finish_reason,
+            input_tokens=row.input_tokens,
+            output_tokens=len(row.token_ids),
+            served_model=self.config.id,
+        )
+
+    def _count_batch(self, size: int) -> None:
+        self.batches += 1
+        self.batched_requests += size
+
+    def _prompt_text(self, params: GenerationParams) -> str:
+        if not params.messages:
+            return params.prompt
+        messages = [{"role": m.role, "content": m.content} for m in params.messages]
+        if self.has_chat_template:
+            return str(
+                self.engine.tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=True, tokenize=False
+                )
+            )
+        return render_chat_prompt(messages)
+
+    def _prepare(self, items: list[_BatchItem]) -> list[list[int] | GatewayError]:
+        """Encode each prompt (in the worker thread) and check it fits the context."""
+        prepared: list[list[int] | GatewayError] = []
+        for item in items:
+            prompt_ids = self.engine.encode(self._prompt_text(item.params))
             error = self._context_error(len(prompt_ids), item.sampling.max_tokens)
-            if error is None:
-                runnable.append((index, prompt_ids, item.sampling))
-            # Runnable slots hold their error-free placeholder until decoded below.
-            results.append(error or InternalError("not decoded"))
+            prepared.append(error or prompt_ids)
+        return prepared
+
+    def _run_batch(self, items: list[_BatchItem]) -> list[GenerationOutput | GatewayError]:
+        prepared = self._prepare(items)
+        runnable = [(i, p) for i, p in enumerate(prepared) if not isinstance(p, GatewayError)]
+        results: list[GenerationOutput | GatewayError] = [
+            p if isinstance(p, GatewayError) else _UNDECODED for p in prepared
+        ]
         if runnable:
-            rows = self.engine.generate([r[1] for r in runnable], [r[2] for r in runnable])
-            for (index, _, _), row in zip(runnable, rows):
+            rows = self.engine.generate(
+                [ids for _, ids in runnable], [items[i].sampling for i, _ in runnable]
+            )
+            for (index, _), row in zip(runnable, rows):
                 results[index] = self._to_output(row, len(runnable))
         return results
 

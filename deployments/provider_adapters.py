@@ -3,12 +3,12 @@
 Pure functions (no I/O besides the SDK call itself), unit-tested without a server.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from serve_app.config import CommercialModelConfig
-from serve_app.schemas.internal import GenerationOutput, GenerationParams
+from serve_app.schemas.internal import GenerationOutput, GenerationParams, StreamChunk
 
 ANTHROPIC_MAX_TEMPERATURE = 1.0
 OPENAI_FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
@@ -55,7 +55,11 @@ def parse_openai_chat(response: Any, model: CommercialModelConfig) -> Generation
 
 
 def anthropic_kwargs(params: GenerationParams, model: CommercialModelConfig) -> dict[str, Any]:
-    """Messages API call; system messages move to `system`, temperature is clamped to 0..1."""
+    """Messages API call; system messages move to `system`, temperature is clamped to 0..1.
+
+    The anthropic 2.x SDK has no sampling arguments on `messages.create`; temperature and
+    top_p, when the caller sets them, travel in `extra_body` (the API's JSON field names).
+    """
     messages = _messages(params)
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
     kwargs: dict[str, Any] = {
@@ -65,10 +69,13 @@ def anthropic_kwargs(params: GenerationParams, model: CommercialModelConfig) -> 
     }
     if system:
         kwargs["system"] = system
+    sampling: dict[str, float] = {}
     if params.temperature is not None:
-        kwargs["temperature"] = min(params.temperature, ANTHROPIC_MAX_TEMPERATURE)
+        sampling["temperature"] = min(params.temperature, ANTHROPIC_MAX_TEMPERATURE)
     if params.top_p is not None:
-        kwargs["top_p"] = params.top_p
+        sampling["top_p"] = params.top_p
+    if sampling:
+        kwargs["extra_body"] = sampling
     if params.stop:
         kwargs["stop_sequences"] = list(params.stop)
     return kwargs
@@ -86,6 +93,41 @@ def parse_anthropic(response: Any, model: CommercialModelConfig) -> GenerationOu
     )
 
 
+async def openai_stream(stream: Any, model: CommercialModelConfig) -> AsyncIterator[StreamChunk]:
+    """Text deltas from an OpenAI chat stream opened with `include_usage`, then the usage."""
+    finish, input_tokens, output_tokens, served = "stop", 0, 0, model.upstream_model
+    async for chunk in stream:
+        served = getattr(chunk, "model", None) or served
+        if chunk.usage is not None:
+            input_tokens, output_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+        if not chunk.choices:
+            continue
+        choice = chunk.choices[0]
+        if choice.finish_reason:
+            finish = OPENAI_FINISH.get(choice.finish_reason, choice.finish_reason)
+        if choice.delta and choice.delta.content:
+            yield StreamChunk(choice.delta.content)
+    yield StreamChunk("", finish, input_tokens, output_tokens, served)
+
+
+async def anthropic_stream(
+    stream: Any, model: CommercialModelConfig
+) -> AsyncIterator[StreamChunk]:
+    """Text deltas from Anthropic's raw message events, then the usage and stop reason."""
+    finish, input_tokens, output_tokens, served = "stop", 0, 0, model.upstream_model
+    async for event in stream:
+        if event.type == "message_start":
+            input_tokens = event.message.usage.input_tokens
+            served = event.message.model or served
+        elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+            yield StreamChunk(event.delta.text)
+        elif event.type == "message_delta":
+            reason = event.delta.stop_reason or "end_turn"
+            finish = ANTHROPIC_FINISH.get(reason, reason)
+            output_tokens = event.usage.output_tokens
+    yield StreamChunk("", finish, input_tokens, output_tokens, served)
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderAdapter:
     """How one provider's SDK client is called for a generation and for a health probe."""
@@ -94,6 +136,8 @@ class ProviderAdapter:
     parse: Callable[[Any, CommercialModelConfig], GenerationOutput]
     create: Callable[[Any, dict[str, Any]], Awaitable[Any]]
     list_models: Callable[[Any], Awaitable[Any]]
+    stream_kwargs: dict[str, Any]
+    read_stream: Callable[[Any, CommercialModelConfig], AsyncIterator[StreamChunk]]
 
 
 async def _openai_create(client: Any, kwargs: dict[str, Any]) -> Any:
@@ -109,8 +153,22 @@ async def _list_models(client: Any) -> Any:
 
 
 ADAPTERS: dict[str, ProviderAdapter] = {
-    "openai": ProviderAdapter(openai_chat_kwargs, parse_openai_chat, _openai_create, _list_models),
-    "anthropic": ProviderAdapter(anthropic_kwargs, parse_anthropic, _anthropic_create, _list_models),
+    "openai": ProviderAdapter(
+        openai_chat_kwargs,
+        parse_openai_chat,
+        _openai_create,
+        _list_models,
+        {"stream": True, "stream_options": {"include_usage": True}},
+        openai_stream,
+    ),
+    "anthropic": ProviderAdapter(
+        anthropic_kwargs,
+        parse_anthropic,
+        _anthropic_create,
+        _list_models,
+        {"stream": True},
+        anthropic_stream,
+    ),
 }
 
 

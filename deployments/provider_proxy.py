@@ -10,7 +10,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from deployments.provider_adapters import ADAPTERS, make_client
@@ -23,7 +23,7 @@ from serve_app.errors import (
     RateLimitError,
     ServiceUnavailableError,
 )
-from serve_app.schemas.internal import GenerationOutput, GenerationParams
+from serve_app.schemas.internal import GenerationOutput, GenerationParams, StreamChunk
 
 logger = logging.getLogger("ray.serve")
 CHARS_PER_TOKEN_ESTIMATE = 4
@@ -61,16 +61,36 @@ class ProviderProxy:
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
         model = self._model(params.model_id)
-        if self.client is None:
-            raise ServiceUnavailableError(
-                f"The {self.provider} provider is unavailable ({self.unavailable_reason}).",
-                code="provider_unavailable",
-            )
+        self._require_client()
         await self._take_rate_limit_slot(model, params)
         kwargs = self.adapter.build_kwargs(params, model)
         kwargs["extra_headers"] = {"X-Request-ID": params.request_id}
         response = await self._call_with_retries(kwargs)
         return self.adapter.parse(response, model)
+
+    async def generate_stream(self, params: GenerationParams) -> AsyncIterator[StreamChunk]:
+        """Stream through the SDK; closing this generator closes the upstream stream."""
+        model = self._model(params.model_id)
+        self._require_client()
+        await self._take_rate_limit_slot(model, params)
+        kwargs = self.adapter.build_kwargs(params, model)
+        kwargs.update(self.adapter.stream_kwargs, extra_headers={"X-Request-ID": params.request_id})
+        stream = await self._call_with_retries(kwargs)
+        try:
+            async for chunk in self.adapter.read_stream(stream, model):
+                yield chunk
+        except Exception as exc:
+            logger.warning("%s stream failed: %s", self.provider, type(exc).__name__)
+            raise map_sdk_error(exc, self.provider) from None
+        finally:
+            await stream.close()
+
+    def _require_client(self) -> None:
+        if self.client is None:
+            raise ServiceUnavailableError(
+                f"The {self.provider} provider is unavailable ({self.unavailable_reason}).",
+                code="provider_unavailable",
+            )
 
     def _model(self, model_id: str) -> CommercialModelConfig:
         model = self.models.get(model_id)
@@ -112,6 +132,7 @@ class ProviderProxy:
             except Exception as exc:
                 delay = self._retry_delay(exc, attempt)
                 if delay is None:
+                    logger.warning("%s call failed: %s", self.provider, type(exc).__name__)
                     raise map_sdk_error(exc, self.provider) from None
                 logger.info("%s retry %d in %.2fs: %s", self.provider, attempt + 1, delay, exc)
                 await asyncio.sleep(delay)

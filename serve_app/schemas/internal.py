@@ -37,3 +37,15 @@ class GenerationOutput:
     finish_reason: str  # "stop" | "length"
     served_model: str = ""
     batch_size: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """One piece of a streamed generation. The last chunk has `finish_reason` set and the
+    final token counts; earlier chunks carry only text (counts so far, for accounting)."""
+
+    text: str
+    finish_reason: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    served_model: str = ""

@@ -62,8 +62,7 @@ def test_anthropic_kwargs_clamp_temperature_and_move_system() -> None:
         "max_tokens": 7,
         "messages": [{"role": "user", "content": "hi"}],
         "system": "be brief",
-        "temperature": 1.0,
-        "top_p": 0.5,
+        "extra_body": {"temperature": 1.0, "top_p": 0.5},
         "stop_sequences": ["X"],
     }
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import datetime as dt
+import time
 from typing import Any
 
 import httpx
@@ -109,6 +110,7 @@ def test_timeout_is_504_and_malformed_body_is_502(
     fake_provider.set_delay(2.5)  # anthropic's timeout_s is 1.5 (one retry)
     response = generate(gateway, prompt="hi", model_id="claude-3-haiku")
     assert response.status_code == 504, response.text
+    time.sleep(2.6)  # let the fake's delayed handlers finish before scripting anything else
     fake_provider.reset()
     fake_provider.set_malformed(3)
     response = generate(gateway, prompt="hi", model_id="claude-3-haiku")

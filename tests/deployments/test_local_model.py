@@ -1,0 +1,117 @@
+"""LocalModelServer without Ray: batching, chat prompts, streaming and cancellation."""
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from deployments.demo_corpus import SAMPLE_ANSWER, SAMPLE_PROMPT, SAMPLE_QUESTION
+from deployments.local_model import LoadedModel, LocalModelServer, load_hf_model
+from serve_app.config import LocalModelConfig
+from serve_app.errors import InvalidRequestError
+from serve_app.schemas.internal import ChatMessage, GenerationParams, StreamChunk
+
+
+def params(**overrides: Any) -> GenerationParams:
+    base: dict[str, Any] = {
+        "request_id": "r", "model_id": "demo", "prompt": SAMPLE_PROMPT, "max_tokens": 16,
+        "temperature": 0.0,
+    }
+    return GenerationParams(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def server(demo_model_dir: Path) -> LocalModelServer:
+    config = {"id": "demo", "path": str(demo_model_dir),
+              "batching": {"max_batch_size": 8, "batch_wait_timeout_s": 0.05}}
+    return LocalModelServer(config, loader=load_hf_model)
+
+
+async def collect(server: LocalModelServer, p: GenerationParams) -> list[StreamChunk]:
+    return [chunk async for chunk in server.generate_stream(p)]
+
+
+def test_concurrent_calls_batch_and_answer_like_single_calls(server: LocalModelServer) -> None:
+    async def scenario() -> list[Any]:
+        return list(await asyncio.gather(*(server.generate(params()) for _ in range(4)),
+                                         return_exceptions=False))
+
+    before = server.batched_requests, server.batches
+    outputs = asyncio.run(scenario())
+    assert {o.text for o in outputs} == {SAMPLE_ANSWER}
+    assert server.batched_requests - before[0] == 4
+    assert server.batches - before[1] < 4  # at least two requests shared a batch
+
+
+def test_chat_messages_use_the_tokenizer_chat_template(server: LocalModelServer) -> None:
+    chat = params(prompt="", messages=(ChatMessage("user", SAMPLE_QUESTION),))
+    output = asyncio.run(server.generate(chat))
+    assert output.text == SAMPLE_ANSWER.strip()
+    assert server.describe()["metadata"]["chat_template"] is True
+
+
+def test_stream_equals_non_stream_and_ends_with_usage(server: LocalModelServer) -> None:
+    chunks = asyncio.run(collect(server, params()))
+    assert "".join(c.text for c in chunks) == SAMPLE_ANSWER
+    assert len([c for c in chunks if c.text]) > 1  # token by token, not one blob
+    last = chunks[-1]
+    assert last.finish_reason == "stop" and last.output_tokens > 0 and last.input_tokens > 0
+
+
+def test_context_overflow_is_an_error_for_that_row_only(server: LocalModelServer) -> None:
+    async def scenario() -> list[Any]:
+        long = server.generate(params(prompt="zorbia " * 400, max_tokens=64))
+        fine = server.generate(params())
+        return list(await asyncio.gather(long, fine, return_exceptions=True))
+
+    long, fine = asyncio.run(scenario())
+    assert isinstance(long, InvalidRequestError) and long.code == "context_length_exceeded"
+    assert fine.text == SAMPLE_ANSWER
+    with pytest.raises(InvalidRequestError):
+        asyncio.run(collect(server, params(prompt="zorbia " * 400, max_tokens=64)))
+
+
+def random_model_loader(config: LocalModelConfig) -> LoadedModel:
+    """A random GPT-2 over the demo tokenizer: it never says EOS on purpose, so it runs long."""
+    loaded = load_hf_model(config)
+    torch.manual_seed(0)
+    model_config = GPT2Config(vocab_size=len(loaded.tokenizer), n_positions=512, n_embd=64,
+                              n_layer=2, n_head=2, eos_token_id=None)
+    return LoadedModel(GPT2LMHeadModel(model_config).eval(), loaded.tokenizer, loaded.device,
+                       512, loaded.metadata)
+
+
+def test_closing_a_stream_stops_its_decode_within_a_step(demo_model_dir: Path) -> None:
+    config = {"id": "rand", "path": str(demo_model_dir), "max_new_tokens": 400}
+    server = LocalModelServer(config, loader=random_model_loader)
+    server.engine.eos_token_id = None
+    steps = 0
+    advance = server.engine._advance_rows
+
+    def counting_advance(*args: Any) -> None:
+        nonlocal steps
+        steps += 1
+        advance(*args)
+
+    server.engine._advance_rows = counting_advance  # type: ignore[method-assign]
+
+    async def scenario() -> tuple[int, int, int]:
+        stream = server.generate_stream(params(prompt="hello", max_tokens=400))
+        received = 0
+        async for _ in stream:
+            received += 1
+            if received == 3:
+                break
+        await stream.aclose()
+        await asyncio.sleep(0.5)
+        settled = steps
+        await asyncio.sleep(0.5)
+        return received, settled, steps
+
+    received, settled, later = asyncio.run(scenario())
+    assert received == 3
+    assert settled == later  # nothing decodes any more
+    assert settled < 50  # far from the 400 tokens asked for
