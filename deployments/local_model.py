@@ -107,6 +107,7 @@ class LocalModelServer:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve calls this with the deployment's `user_config` (batching settings)."""
         batching = BatchingConfig.model_validate(user_config)
+        self.batching = batching
         for batched in (self._generate_batch, self._stream_batch):
             batched.set_max_batch_size(batching.max_batch_size)  # type: ignore[attr-defined]
             batched.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)  # type: ignore[attr-defined]
@@ -255,6 +256,6 @@ class LocalModelServer:
             "batches": self.batches,
             "batched_requests": self.batched_requests,
             "average_batch_size": round(average, 3),
-            "max_batch_size": self._generate_batch.get_max_batch_size(),  # type: ignore[attr-defined]
+            "max_batch_size": self.batching.max_batch_size,
         }
 

@@ -120,7 +120,7 @@ async def anthropic_stream(
             input_tokens = event.message.usage.input_tokens
             served = event.message.model or served
         elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-            yield StreamChunk(event.delta.text)
+            yield StreamChunk(event.delta.text, input_tokens=input_tokens)
         elif event.type == "message_delta":
             reason = event.delta.stop_reason or "end_turn"
             finish = ANTHROPIC_FINISH.get(reason, reason)

@@ -3,6 +3,7 @@
 import json
 import logging
 import math
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,16 +16,28 @@ from serve_app.errors import (
     MethodNotAllowedError,
     NotFoundError,
 )
+from serve_app.formats import anthropic_error_body
 
 logger = logging.getLogger("ray.serve")
 
 
-def error_response(error: GatewayError) -> Response:
+ANTHROPIC_PATHS = ("/v1/messages",)
+
+
+def error_body(error: GatewayError, path: str) -> dict[str, Any]:
+    """The error in the route's own API shape: Anthropic's on /v1/messages, else ours
+    (which is also OpenAI's)."""
+    if path.startswith(ANTHROPIC_PATHS):
+        return anthropic_error_body(error)
+    return {"error": error.to_dict()}
+
+
+def error_response(error: GatewayError, path: str = "") -> Response:
     """The HTTP response for a gateway error (the middleware adds X-Request-ID)."""
     headers = {}
     if error.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
-    body = json.dumps({"error": error.to_dict()}, ensure_ascii=False)
+    body = json.dumps(error_body(error, path), ensure_ascii=False)
     return Response(body, error.status_code, headers, media_type="application/json")
 
 
@@ -57,17 +70,17 @@ def http_error(exc: StarletteHTTPException) -> GatewayError:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_gateway_error(_: Request, exc: Exception) -> Response:
+    async def on_gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
-        return error_response(exc)
+        return error_response(exc, request.url.path)
 
-    async def on_validation_error(_: Request, exc: Exception) -> Response:
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return error_response(validation_error(exc))
+        return error_response(validation_error(exc), request.url.path)
 
-    async def on_http_error(_: Request, exc: Exception) -> Response:
+    async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        return error_response(http_error(exc))
+        return error_response(http_error(exc), request.url.path)
 
     app.add_exception_handler(GatewayError, on_gateway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -19,9 +19,15 @@ from serve_app.handle_calls import call_with_deadline
 from serve_app.ledger import Ledger, UsageRecord
 from serve_app.model_views import DeploymentProbe
 from serve_app.pricing import cost_usd
-from serve_app.schemas.internal import GenerationOutput, GenerationParams
+from serve_app.schemas.internal import (
+    ChatMessage,
+    GenerationOutput,
+    GenerationParams,
+    StreamChunk,
+)
 from serve_app.schemas.native import BatchGenerateRequest, GenerateRequest
 from serve_app.stats import ModelCounters
+from serve_app.streaming import ChunkStream, open_stream
 
 ANONYMOUS_KEY = "anonymous"
 
@@ -36,41 +42,66 @@ class Gateway:
         self.ledger = ledger or Ledger(config.ledger)
         self.probe = DeploymentProbe(self, handles)
         self.started_at = time.monotonic()
+        self.started_wall = time.time()
 
     # ---- generation -------------------------------------------------------------------
 
     def resolve(
         self, request: GenerateRequest, request_id: str
     ) -> tuple[ModelRoute, GenerationParams]:
+        return self.prepare(
+            request.model_id,
+            request_id,
+            prompt=request.prompt,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=request.stop_list(),
+        )
+
+    def prepare(
+        self,
+        model_id: str,
+        request_id: str,
+        *,
+        prompt: str = "",
+        messages: tuple[ChatMessage, ...] = (),
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: list[str] | None = None,
+    ) -> tuple[ModelRoute, GenerationParams]:
         """Check a validated request against the model's limits and fill in its defaults."""
-        route = self.catalog.get(request.model_id)
-        limits = self.config.ingress
-        if len(request.prompt) > limits.max_prompt_chars:
-            raise InvalidRequestError(
-                f"prompt has {len(request.prompt)} characters; the limit is "
-                f"{limits.max_prompt_chars}.",
-                param="prompt",
-                code="prompt_too_long",
-            )
-        max_tokens = route.resolve_max_tokens(request.max_tokens)
-        if max_tokens > route.max_tokens_cap:
+        route = self.catalog.get(model_id)
+        self.check_prompt_length(len(prompt) + sum(len(m.content) for m in messages))
+        resolved_max = route.resolve_max_tokens(max_tokens)
+        if resolved_max > route.max_tokens_cap:
             raise InvalidRequestError(
                 f"max_tokens must be between 1 and {route.max_tokens_cap} for model "
-                f"{route.model_id!r}; got {max_tokens}.",
+                f"{route.model_id!r}; got {resolved_max}.",
                 param="max_tokens",
             )
-        stop = self.check_stop(request.stop_list())
         defaults = route.defaults
         params = GenerationParams(
             request_id=request_id,
             model_id=route.model_id,
-            prompt=request.prompt,
-            max_tokens=max_tokens,
-            temperature=_first_set(request.temperature, defaults and defaults.temperature),
-            top_p=_first_set(request.top_p, defaults and defaults.top_p),
-            stop=stop,
+            prompt=prompt,
+            max_tokens=resolved_max,
+            temperature=_first_set(temperature, defaults and defaults.temperature),
+            top_p=_first_set(top_p, defaults and defaults.top_p),
+            stop=self.check_stop(stop or []),
+            messages=messages,
         )
         return route, params
+
+    def check_prompt_length(self, chars: int) -> None:
+        limit = self.config.ingress.max_prompt_chars
+        if chars > limit:
+            raise InvalidRequestError(
+                f"The prompt has {chars} characters; the limit is {limit}.",
+                param="prompt",
+                code="prompt_too_long",
+            )
 
     def check_stop(self, stop: list[str]) -> tuple[str, ...]:
         limit = self.config.ingress.max_stop_sequences
@@ -86,6 +117,14 @@ class Gateway:
         route, params = self.resolve(request, request_id)
         output, latency_ms, cost = await self.call_model(route, params, key_id)
         return self.shape_response(route, output, latency_ms, cost, request_id)
+
+    async def open_stream(
+        self, route: ModelRoute, params: GenerationParams, key_id: str
+    ) -> tuple[ChunkStream, StreamChunk]:
+        """Start a streamed generation; the first chunk is in hand (errors raise here)."""
+        stream = open_stream(route, params, key_id, self.account)
+        first = await stream.first()
+        return stream, first
 
     async def call_model(
         self, route: ModelRoute, params: GenerationParams, key_id: str
@@ -130,8 +169,8 @@ class Gateway:
                 output_tokens=output_tokens,
                 cost_usd=cost,
                 latency_ms=round(latency_ms, 3),
-                outcome="ok" if error is None else error.error_type,
-                status=200 if error is None else error.status_code,
+                outcome=_outcome(output, error),
+                status=_status(output, error),
             )
         )
         return latency_ms, cost
@@ -218,6 +257,21 @@ class Gateway:
 
     async def close(self) -> None:
         await self.ledger.close()
+
+
+CLIENT_CLOSED_STATUS = 499
+
+
+def _outcome(output: GenerationOutput | None, error: GatewayError | None) -> str:
+    if error is not None:
+        return error.error_type
+    return "cancelled" if output and output.finish_reason == "cancelled" else "ok"
+
+
+def _status(output: GenerationOutput | None, error: GatewayError | None) -> int:
+    if error is not None:
+        return error.status_code
+    return CLIENT_CLOSED_STATUS if output and output.finish_reason == "cancelled" else 200
 
 
 def _first_set(value: float | None, default: float | None) -> float | None:

@@ -96,7 +96,7 @@ class RequestContextMiddleware:
         try:
             error = self._precheck(scope["method"], headers)
             if error is not None:
-                await error_response(error)(scope, receive, send_with_headers)
+                await error_response(error, scope["path"])(scope, receive, send_with_headers)
                 return
             await self.app(scope, self._limited(receive), send_with_headers)
         except Exception as exc:
@@ -105,7 +105,7 @@ class RequestContextMiddleware:
             if not isinstance(exc, GatewayError):
                 logger.exception("unhandled error serving request %s", request_id)
                 exc = InternalError("The gateway failed to serve the request.")
-            await error_response(exc)(scope, receive, send_with_headers)
+            await error_response(exc, scope["path"])(scope, receive, send_with_headers)
 
     @staticmethod
     def _response_headers(path: str, request_id: str, echo: bool) -> list[tuple[bytes, bytes]]:

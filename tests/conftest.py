@@ -36,6 +36,28 @@ def demo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def random_model_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained GPT-2 over the demo tokenizer: greedy decoding runs to max_tokens, which
+    is what time-to-first-token and disconnect tests need (the demo model stops at once)."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    out = tmp_path_factory.mktemp("models") / "random"
+    tokenizer = AutoTokenizer.from_pretrained(demo_model_dir)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=512, n_embd=64, n_layer=2,
+                        n_head=2, eos_token_id=tokenizer.eos_token_id,
+                        bos_token_id=tokenizer.eos_token_id)
+    model = GPT2LMHeadModel(config)
+    with torch.no_grad():  # make EOS unreachable so every row runs to its max_tokens
+        model.transformer.wte.weight[tokenizer.eos_token_id] = -100.0 * model.lm_head.weight.abs(
+        ).mean(dim=0)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[dict[str, Any]]:
     """A local Ray instance with Serve on a free loopback port; shut down after the session."""
     import ray
@@ -69,7 +91,9 @@ def fake_provider() -> Iterator[Any]:
         yield provider
 
 
-def integration_args(model_dir: Path, fake: Any, ledger_path: Path) -> dict[str, Any]:
+def integration_args(
+    model_dir: Path, random_dir: Path, fake: Any, ledger_path: Path
+) -> dict[str, Any]:
     """The one gateway deployed per session: the demo model plus both providers (fake)."""
     fast_provider = {
         "rpm": 10_000,
@@ -91,7 +115,14 @@ def integration_args(model_dir: Path, fake: Any, ledger_path: Path) -> dict[str,
                 "num_cpus": 0.5,
                 "batching": {"max_batch_size": 8, "batch_wait_timeout_s": 0.2},
                 "defaults": {"temperature": 0.0, "max_tokens": 16},
-            }
+            },
+            {
+                "id": "random",
+                "path": str(random_dir),
+                "max_new_tokens": 128,
+                "num_cpus": 0.2,
+                "defaults": {"temperature": 0.0, "max_tokens": 64},
+            },
         ],
         "commercial": {
             "openai": {**fast_provider, "base_url": fake.openai_base_url, "num_replicas": 2},
@@ -118,19 +149,25 @@ def integration_args(model_dir: Path, fake: Any, ledger_path: Path) -> dict[str,
 
 
 @pytest.fixture(scope="session")
+def ledger_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ledger") / "usage.db"
+
+
+@pytest.fixture(scope="session")
 def gateway(
     ray_cluster: dict[str, Any],
     demo_model_dir: Path,
+    random_model_dir: Path,
     fake_provider: Any,
-    tmp_path_factory: pytest.TempPathFactory,
+    ledger_path: Path,
 ) -> Iterator[str]:
     """Deploy the whole graph once per session (a redeploy costs 6-17 s here)."""
     from ray import serve
 
     from serve_app.builder import build_app
 
-    ledger = tmp_path_factory.mktemp("ledger") / "usage.db"
-    args = integration_args(demo_model_dir, fake_provider, ledger)
+    ledger = ledger_path
+    args = integration_args(demo_model_dir, random_model_dir, fake_provider, ledger)
     serve.run(build_app(args), name="gateway", route_prefix="/")
     yield ray_cluster["base_url"]
     serve.delete("gateway")

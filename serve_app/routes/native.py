@@ -5,7 +5,10 @@ import json
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from serve_app.gateway import Gateway
+from serve_app.catalog import ModelRoute
+from serve_app.formats import SSE_DONE, sse_data
+from serve_app.gateway import ANONYMOUS_KEY, Gateway
+from serve_app.routes.sse import SSEFormat, sse_response
 from serve_app.schemas.native import (
     BatchGenerateRequest,
     BatchGenerateResponse,
@@ -18,6 +21,7 @@ from serve_app.schemas.native import (
     ReadyResponse,
     StatusResponse,
 )
+from serve_app.streaming import StreamResult
 
 ERRORS = {
     code: {"model": ErrorResponse, "description": text}
@@ -81,13 +85,38 @@ async def get_model(model_id: str, gateway: Gateway = Depends(get_gateway)) -> R
     return json_response(await gateway.probe.get_model(model_id))
 
 
-@router.post("/generate", response_model=GenerateResponse, responses=ERRORS)
+def native_sse(gateway: Gateway, route: ModelRoute, rid: str) -> SSEFormat:
+    """`data: {"text": delta}` frames, then the full native response, then `[DONE]`."""
+
+    def end(result: StreamResult) -> bytes:
+        body = gateway.shape_response(route, result.output(), result.latency_ms,
+                                      result.cost_usd, rid)
+        body["metrics"]["time_to_first_token_ms"] = round(result.first_token_ms or 0.0, 3)
+        return sse_data(body) + SSE_DONE
+
+    return SSEFormat(
+        start=b"",
+        delta=lambda text: sse_data({"text": text}),
+        end=end,
+        error=lambda error: sse_data({"error": error.to_dict()}) + SSE_DONE,
+    )
+
+
+@router.post(
+    "/generate",
+    response_model=GenerateResponse,
+    responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
+)
 async def generate(
     body: GenerateRequest,
     gateway: Gateway = Depends(get_gateway),
     rid: str = Depends(request_id),
 ) -> Response:
-    return json_response(await gateway.generate(body, rid))
+    if not body.stream:
+        return json_response(await gateway.generate(body, rid))
+    route, params = gateway.resolve(body, rid)
+    stream, first = await gateway.open_stream(route, params, ANONYMOUS_KEY)
+    return sse_response(stream, first, native_sse(gateway, route, rid))
 
 
 @router.post("/generate/batch", response_model=BatchGenerateResponse, responses=ERRORS)

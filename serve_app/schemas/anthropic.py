@@ -35,7 +35,7 @@ def _reject_non_text_blocks(value: Any) -> Any:
     return value
 
 
-class TextBlockIn(AnthropicWireModel):
+class AnthropicTextBlockIn(AnthropicWireModel):
     type: Literal["text"]
     text: str
     cache_control: dict[str, Any] | None = Field(
@@ -43,15 +43,15 @@ class TextBlockIn(AnthropicWireModel):
     )
 
 
-def _text_of(content: str | list[TextBlockIn]) -> str:
+def _text_of(content: str | list[AnthropicTextBlockIn]) -> str:
     if isinstance(content, str):
         return content
     return BLOCK_SEPARATOR.join(block.text for block in content)
 
 
-class MessageIn(AnthropicWireModel):
+class AnthropicMessageIn(AnthropicWireModel):
     role: Literal["user", "assistant"]
-    content: str | list[TextBlockIn] = Field(
+    content: str | list[AnthropicTextBlockIn] = Field(
         description="A string, or a non-empty list of text blocks (joined with a newline)."
     )
 
@@ -61,14 +61,14 @@ class MessageIn(AnthropicWireModel):
         return _reject_non_text_blocks(value)
 
 
-class Metadata(AnthropicWireModel):
+class AnthropicMetadata(AnthropicWireModel):
     user_id: str | None = Field(None, description="End-user id; accepted and ignored.")
 
 
 class MessagesRequest(AnthropicWireModel):
     model: str = Field(min_length=1, max_length=256, description="A model from /v1/models.")
-    messages: list[MessageIn] = Field(min_length=1, description="The conversation so far.")
-    system: str | list[TextBlockIn] | None = Field(
+    messages: list[AnthropicMessageIn] = Field(min_length=1, description="The conversation so far.")
+    system: str | list[AnthropicTextBlockIn] | None = Field(
         None, description="System prompt: a string or a list of text blocks."
     )
     max_tokens: int = Field(ge=1, description="Tokens to generate (required, as Anthropic).")
@@ -81,7 +81,7 @@ class MessagesRequest(AnthropicWireModel):
         None, description="Non-empty strings; generation ends before the first one."
     )
     stream: bool = Field(False, description="Stream Anthropic server-sent events.")
-    metadata: Metadata | None = Field(None, description="Accepted and ignored.")
+    metadata: AnthropicMetadata | None = Field(None, description="Accepted and ignored.")
 
     @field_validator("system", mode="before")
     @classmethod
@@ -119,7 +119,7 @@ class MessagesRequest(AnthropicWireModel):
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal"]
 
 
-class TextBlock(BaseModel):
+class AnthropicTextBlock(BaseModel):
     type: Literal["text"]
     text: str
 
@@ -134,7 +134,7 @@ class AnthropicMessage(BaseModel):
     type: Literal["message"]
     role: Literal["assistant"]
     model: str
-    content: list[TextBlock]
+    content: list[AnthropicTextBlock]
     stop_reason: StopReason | None = Field(description="Null only in a stream's message_start.")
     stop_sequence: str | None = Field(
         None, description="Always null: the gateway does not report which stop string matched."

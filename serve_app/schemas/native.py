@@ -33,6 +33,7 @@ class GenerateRequest(WireModel):
     stop: str | list[str] | None = Field(
         None, description="Up to 4 non-empty strings; generation ends before the first one."
     )
+    stream: bool = Field(False, description="Server-sent events: text deltas, then the result.")
 
     def stop_list(self) -> list[str]:
         if self.stop is None:

@@ -218,7 +218,7 @@ class CompletionRequest(_SamplingFields):
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls"]
 
 
-class Usage(BaseModel):
+class OpenAIUsage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
@@ -242,7 +242,7 @@ class ChatCompletion(BaseModel):
     created: int = Field(description="Unix seconds.")
     model: str
     choices: list[ChatChoice]
-    usage: Usage
+    usage: OpenAIUsage
 
 
 class ChunkDelta(BaseModel):
@@ -263,7 +263,7 @@ class ChatCompletionChunk(BaseModel):
     created: int
     model: str
     choices: list[ChatChunkChoice] = Field(description="Empty in the final usage chunk.")
-    usage: Usage | None = Field(
+    usage: OpenAIUsage | None = Field(
         None,
         description="Present only with `include_usage`: null on every chunk but the last.",
     )
@@ -284,7 +284,7 @@ class Completion(BaseModel):
     created: int
     model: str
     choices: list[CompletionChoice]
-    usage: Usage
+    usage: OpenAIUsage
 
 
 class CompletionChunk(BaseModel):
@@ -295,7 +295,7 @@ class CompletionChunk(BaseModel):
     created: int
     model: str
     choices: list[CompletionChoice] = Field(description="Empty in the final usage chunk.")
-    usage: Usage | None = Field(
+    usage: OpenAIUsage | None = Field(
         None,
         description="Present only with `include_usage`: null on every chunk but the last.",
     )

@@ -1,0 +1,86 @@
+"""OpenAI-compatible routes: `/v1/chat/completions`, `/v1/completions`, `/v1/models`."""
+
+import time
+
+from fastapi import APIRouter, Depends
+from starlette.responses import Response
+
+from serve_app.formats import (
+    OpenAIChatStream,
+    OpenAICompletionStream,
+    openai_chat_completion,
+    openai_completion,
+    openai_model_list,
+)
+from serve_app.gateway import ANONYMOUS_KEY, Gateway
+from serve_app.routes.native import ERRORS, get_gateway, json_response, request_id
+from serve_app.routes.sse import SSEFormat, sse_response
+from serve_app.schemas.openai import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    OpenAIModelList,
+)
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+STREAM_DOC = {200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE chunks"}}
+
+
+def _openai_sse(fmt: OpenAIChatStream | OpenAICompletionStream) -> SSEFormat:
+    return SSEFormat(
+        start=fmt.start(),
+        delta=fmt.delta,
+        end=lambda r: fmt.finish(r.finish_reason, r.input_tokens, r.output_tokens),
+        error=fmt.error,
+    )
+
+
+@router.post("/chat/completions", response_model=ChatCompletion, responses={**ERRORS, **STREAM_DOC})
+async def chat_completions(
+    body: ChatCompletionRequest,
+    gateway: Gateway = Depends(get_gateway),
+    rid: str = Depends(request_id),
+) -> Response:
+    route, params = gateway.prepare(
+        body.model, rid, messages=body.chat_messages(), max_tokens=body.resolved_max_tokens(),
+        temperature=body.temperature, top_p=body.top_p, stop=body.stop_list(),
+    )
+    completion_id, created = f"chatcmpl-{rid}", int(time.time())
+    if body.stream:
+        stream, first = await gateway.open_stream(route, params, ANONYMOUS_KEY)
+        fmt = OpenAIChatStream(body.model, completion_id, created, body.include_usage())
+        return sse_response(stream, first, _openai_sse(fmt))
+    output, _, _ = await gateway.call_model(route, params, ANONYMOUS_KEY)
+    return json_response(
+        openai_chat_completion(output, model=body.model, completion_id=completion_id,
+                               created=created)
+    )
+
+
+@router.post("/completions", response_model=Completion, responses={**ERRORS, **STREAM_DOC})
+async def completions(
+    body: CompletionRequest,
+    gateway: Gateway = Depends(get_gateway),
+    rid: str = Depends(request_id),
+) -> Response:
+    route, params = gateway.prepare(
+        body.model, rid, prompt=body.prompt_text(), max_tokens=body.max_tokens,
+        temperature=body.temperature, top_p=body.top_p, stop=body.stop_list(),
+    )
+    completion_id, created = f"cmpl-{rid}", int(time.time())
+    if body.stream:
+        stream, first = await gateway.open_stream(route, params, ANONYMOUS_KEY)
+        fmt = OpenAICompletionStream(body.model, completion_id, created, body.include_usage())
+        return sse_response(stream, first, _openai_sse(fmt))
+    output, _, _ = await gateway.call_model(route, params, ANONYMOUS_KEY)
+    return json_response(
+        openai_completion(output, model=body.model, completion_id=completion_id, created=created)
+    )
+
+
+@router.get("/models", response_model=OpenAIModelList)
+async def models(gateway: Gateway = Depends(get_gateway)) -> Response:
+    owners = [(r.model_id, "llm-gateway" if r.provider == "local" else r.provider)
+              for r in gateway.catalog]
+    return json_response(openai_model_list(owners, int(gateway.started_wall)))
