@@ -1,0 +1,457 @@
+"""Gateway API keys: the record, where it is stored (SQLite or PostgreSQL) and a hot-path cache.
+
+A key is `gw-` + 40 url-safe random characters. Only its SHA-256 (plus an 8-character display
+prefix) is stored: the keys are high-entropy random strings, so a fast hash is enough, as for
+GitHub tokens. Stores are synchronous and thread-safe, like `serve_app.ledger_store`; the
+`KeyCache` calls them from worker threads and answers the ingress from memory.
+"""
+
+import asyncio
+import builtins
+import hashlib
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from serve_app.errors import (
+    AuthenticationError,
+    BudgetExceededError,
+    InvalidRequestError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
+
+logger = logging.getLogger("ray.serve")
+
+KEY_PREFIX = "gw-"
+KEY_LENGTH = len(KEY_PREFIX) + 40
+DISPLAY_PREFIX_LENGTH = 8
+KEY_COLUMNS = tuple(
+    "id name key_hash prefix allowed_models rpm tpm budget_usd enabled created_at".split()
+)
+KEY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    allowed_models TEXT NOT NULL,
+    rpm INTEGER,
+    tpm INTEGER,
+    budget_usd DOUBLE PRECISION,
+    enabled BOOLEAN NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+)
+"""
+SELECT_KEYS = f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys"
+SPEND_SQL = "SELECT key_id, SUM(cost_usd) FROM usage GROUP BY key_id"
+Rows = list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    name: str
+    key_hash: str
+    prefix: str
+    allowed_models: tuple[str, ...]  # empty: every model
+    rpm: int | None
+    tpm: int | None
+    budget_usd: float | None
+    enabled: bool
+    created_at: float
+
+    def allows(self, model_id: str) -> bool:
+        return not self.allowed_models or model_id in self.allowed_models
+
+    def public(self) -> dict[str, Any]:
+        """Everything but the hash: what list endpoints and the CLI show."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "prefix": self.prefix,
+            "allowed_models": list(self.allowed_models),
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "budget_usd": self.budget_usd,
+            "enabled": self.enabled,
+            "created_at": self.created_at,
+        }
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(30)  # 30 bytes: exactly 40 characters
+
+
+def new_key(
+    name: str,
+    allowed_models: Sequence[str] = (),
+    rpm: int | None = None,
+    tpm: int | None = None,
+    budget_usd: float | None = None,
+) -> tuple[ApiKey, str]:
+    """A validated, enabled record and its plain key (not stored anywhere)."""
+    if not name.strip():
+        raise InvalidRequestError("A key needs a non-empty name.", param="name")
+    for param, value in (("rpm", rpm), ("tpm", tpm)):
+        if value is not None and value < 1:
+            raise InvalidRequestError(f"{param} must be at least 1.", param=param)
+    if budget_usd is not None and budget_usd < 0:
+        raise InvalidRequestError("budget_usd must not be negative.", param="budget_usd")
+    models = tuple(dict.fromkeys(m.strip() for m in allowed_models if m.strip()))
+    plain = generate_key()
+    record = ApiKey(
+        id="key_" + secrets.token_hex(6),
+        name=name.strip(),
+        key_hash=hash_key(plain),
+        prefix=plain[len(KEY_PREFIX) : len(KEY_PREFIX) + DISPLAY_PREFIX_LENGTH],
+        allowed_models=models,
+        rpm=rpm,
+        tpm=tpm,
+        budget_usd=budget_usd,
+        enabled=True,
+        created_at=time.time(),
+    )
+    return record, plain
+
+
+def _as_row(key: ApiKey) -> tuple[Any, ...]:
+    """Values in `KEY_COLUMNS` order (the field order), the model list as JSON text."""
+    values = [getattr(key, column) for column in KEY_COLUMNS]
+    values[KEY_COLUMNS.index("allowed_models")] = json.dumps(list(key.allowed_models))
+    return tuple(values)
+
+
+def _from_row(row: Sequence[Any]) -> ApiKey:
+    key_id, name, key_hash, prefix, models, rpm, tpm, budget, enabled, created_at = row
+    return ApiKey(
+        id=key_id,
+        name=name,
+        key_hash=key_hash,
+        prefix=prefix,
+        allowed_models=tuple(json.loads(models)),
+        rpm=None if rpm is None else int(rpm),
+        tpm=None if tpm is None else int(tpm),
+        budget_usd=None if budget is None else float(budget),
+        enabled=bool(enabled),
+        created_at=float(created_at),
+    )
+
+
+class KeyStore(Protocol):
+    backend: str
+
+    def create(
+        self,
+        name: str,
+        allowed_models: Sequence[str] = (),
+        rpm: int | None = None,
+        tpm: int | None = None,
+        budget_usd: float | None = None,
+    ) -> tuple[ApiKey, str]: ...
+
+    def list(self) -> builtins.list[ApiKey]: ...
+
+    def get(self, key_id: str) -> ApiKey | None: ...
+
+    def find_by_hash(self, key_hash: str) -> ApiKey | None: ...
+
+    def set_enabled(self, key_id: str, enabled: bool) -> ApiKey: ...
+
+    def spend_by_key(self) -> dict[str, float]: ...
+
+    def close(self) -> None: ...
+
+
+class _SQLKeyStore:
+    """The SQL both backends share; subclasses connect (`mark`: their placeholder)."""
+
+    backend = ""
+    mark = "?"
+    usage_exists_sql = ""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection: Any = None
+
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    def _transaction(self, connection: Any) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> tuple[Rows, int]:
+        """One statement in its own transaction: the rows it returned and the rows it changed."""
+        with self._lock:
+            try:
+                connection = self._connect()
+                with self._transaction(connection):
+                    cursor = connection.execute(sql, params)
+                    rows = cursor.fetchall() if cursor.description else []
+                    return [tuple(row) for row in rows], int(cursor.rowcount)
+            except Exception:
+                self._drop_connection()
+                raise
+
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        return self._execute(sql, params)[0]
+
+    def create(
+        self,
+        name: str,
+        allowed_models: Sequence[str] = (),
+        rpm: int | None = None,
+        tpm: int | None = None,
+        budget_usd: float | None = None,
+    ) -> tuple[ApiKey, str]:
+        record, plain = new_key(name, allowed_models, rpm, tpm, budget_usd)
+        marks = ", ".join(self.mark for _ in KEY_COLUMNS)
+        sql = f"INSERT INTO api_keys ({', '.join(KEY_COLUMNS)}) VALUES ({marks})"
+        self._execute(sql, _as_row(record))
+        return record, plain
+
+    def list(self) -> builtins.list[ApiKey]:
+        return [_from_row(row) for row in self._fetch(f"{SELECT_KEYS} ORDER BY created_at, id")]
+
+    def _one(self, column: str, value: str) -> ApiKey | None:
+        rows = self._fetch(f"{SELECT_KEYS} WHERE {column} = {self.mark}", (value,))
+        return _from_row(rows[0]) if rows else None
+
+    def get(self, key_id: str) -> ApiKey | None:
+        return self._one("id", key_id)
+
+    def find_by_hash(self, key_hash: str) -> ApiKey | None:
+        return self._one("key_hash", key_hash)
+
+    def set_enabled(self, key_id: str, enabled: bool) -> ApiKey:
+        sql = f"UPDATE api_keys SET enabled = {self.mark} WHERE id = {self.mark}"
+        _, changed = self._execute(sql, (enabled, key_id))
+        key = self.get(key_id) if changed else None
+        if key is None:
+            raise NotFoundError(f"No API key {key_id!r}.", param="key_id", code="key_not_found")
+        return key
+
+    def spend_by_key(self) -> dict[str, float]:
+        """USD spent per key, from the ledger's `usage` table when it is in this database."""
+        if not self._fetch(self.usage_exists_sql)[0][0]:
+            return {}
+        return {key_id: float(total or 0.0) for key_id, total in self._fetch(SPEND_SQL)}
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_connection()
+
+
+class SQLiteKeyStore(_SQLKeyStore):
+    backend = "sqlite"
+    usage_exists_sql = (
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'usage')"
+    )
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+
+    def _connect(self) -> Any:
+        if self._connection is None:
+            import sqlite3
+
+            connection = sqlite3.connect(self.path, timeout=5, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(KEY_SCHEMA)
+            self._connection = connection
+        return self._connection
+
+    def _transaction(self, connection: Any) -> AbstractContextManager[Any]:
+        return connection
+
+
+class PostgresKeyStore(_SQLKeyStore):
+    backend = "postgresql"
+    mark = "%s"
+    usage_exists_sql = "SELECT to_regclass('usage') IS NOT NULL"
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+
+    def _connect(self) -> Any:
+        if self._connection is None or self._connection.closed:
+            import psycopg
+
+            connection = psycopg.connect(self.url, connect_timeout=5, autocommit=False)
+            with connection.transaction():
+                connection.execute(KEY_SCHEMA)
+            self._connection = connection
+        return self._connection
+
+    def _transaction(self, connection: Any) -> AbstractContextManager[Any]:
+        return connection.transaction()
+
+
+def open_key_store(url: str) -> KeyStore:
+    """`sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite://:memory:` or postgresql://."""
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")
+        return SQLiteKeyStore(":memory:" if path in ("", ":memory:") else path.removeprefix("/"))
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresKeyStore(url)
+    raise ValueError(f"unsupported key store url {url!r}: use sqlite:/// or postgresql://")
+
+
+class KeyCache:
+    """The ingress's view of the keys: answered from memory, refreshed from the store.
+
+    Keys are reloaded at most every `ttl_s`; an unknown key triggers at most one early reload
+    per `ttl_s / 4` (to see keys other replicas created without letting a flood of bad keys
+    reach the database). Spend per key is reloaded at most every `ttl_s`, plus the costs this
+    replica adds with `add_spend` in between. Only one reload of each runs at a time.
+    """
+
+    def __init__(
+        self, store: KeyStore, ttl_s: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._by_hash: dict[str, ApiKey] | None = None  # None until the first load succeeds
+        self._keys_tried_at: float | None = None
+        self._keys_lock = asyncio.Lock()
+        self._spend: dict[str, float] = {}
+        self._local_spend: dict[str, float] = {}
+        self._spend_tried_at: float | None = None
+        self._spend_lock = asyncio.Lock()
+
+    def _fresh(self, tried_at: float | None, max_age: float) -> bool:
+        return tried_at is not None and self._clock() - tried_at < max_age
+
+    async def _refresh_keys(self, max_age: float) -> None:
+        if self._fresh(self._keys_tried_at, max_age):
+            return
+        async with self._keys_lock:
+            if self._fresh(self._keys_tried_at, max_age):
+                return
+            self._keys_tried_at = self._clock()
+            try:
+                keys = await asyncio.to_thread(self.store.list)
+            except Exception as exc:  # keep serving the last known keys
+                logger.warning("API key store unavailable: %s: %s", type(exc).__name__, exc)
+                return
+            self._by_hash = {key.key_hash: key for key in keys}
+
+    async def _lookup(self, key_hash: str) -> ApiKey | None:
+        await self._refresh_keys(self.ttl_s if self._by_hash is not None else self.ttl_s / 4)
+        if self._by_hash is not None and key_hash not in self._by_hash:
+            await self._refresh_keys(self.ttl_s / 4)
+        if self._by_hash is None:
+            raise ServiceUnavailableError(
+                "The API key store is unavailable.",
+                code="key_store_unavailable",
+                retry_after_s=max(1.0, self.ttl_s / 4),
+            )
+        return self._by_hash.get(key_hash)
+
+    async def authenticate(self, presented_key: str) -> ApiKey:
+        key = None
+        if presented_key.startswith(KEY_PREFIX) and len(presented_key) == KEY_LENGTH:
+            key = await self._lookup(hash_key(presented_key))
+        if key is None:
+            raise AuthenticationError("Invalid API key.", code="invalid_api_key")
+        if not key.enabled:
+            raise AuthenticationError("This API key is disabled.", code="key_disabled")
+        return key
+
+    def _remember(self, key: ApiKey) -> None:
+        if self._by_hash is not None:
+            self._by_hash[key.key_hash] = key
+
+    async def create(
+        self,
+        name: str,
+        allowed_models: Sequence[str] = (),
+        rpm: int | None = None,
+        tpm: int | None = None,
+        budget_usd: float | None = None,
+    ) -> tuple[ApiKey, str]:
+        async with self._keys_lock:  # a reload in flight must not drop the new key
+            record, plain = await asyncio.to_thread(
+                self.store.create, name, tuple(allowed_models), rpm, tpm, budget_usd
+            )
+            self._remember(record)
+        return record, plain
+
+    async def list(self) -> builtins.list[ApiKey]:
+        async with self._keys_lock:
+            keys = await asyncio.to_thread(self.store.list)
+            self._by_hash = {key.key_hash: key for key in keys}
+            self._keys_tried_at = self._clock()
+        return keys
+
+    async def set_enabled(self, key_id: str, enabled: bool) -> ApiKey:
+        async with self._keys_lock:
+            key = await asyncio.to_thread(self.store.set_enabled, key_id, enabled)
+            self._remember(key)
+        return key
+
+    async def disable(self, key_id: str) -> ApiKey:
+        return await self.set_enabled(key_id, False)
+
+    async def enable(self, key_id: str) -> ApiKey:
+        return await self.set_enabled(key_id, True)
+
+    async def _refresh_spend(self) -> None:
+        if self._fresh(self._spend_tried_at, self.ttl_s):
+            return
+        async with self._spend_lock:
+            if self._fresh(self._spend_tried_at, self.ttl_s):
+                return
+            self._spend_tried_at = self._clock()
+            counted = dict(self._local_spend)  # what the reloaded totals replace
+            try:
+                totals = await asyncio.to_thread(self.store.spend_by_key)
+            except Exception as exc:  # budgets use the last known totals meanwhile
+                logger.warning("key spend unavailable: %s: %s", type(exc).__name__, exc)
+                return
+            self._spend = totals
+            for key_id, usd in counted.items():
+                left = self._local_spend.get(key_id, 0.0) - usd
+                if abs(left) > 1e-12:
+                    self._local_spend[key_id] = left
+                else:
+                    self._local_spend.pop(key_id, None)
+
+    def add_spend(self, key_id: str, usd: float) -> None:
+        """Count a cost now; the next reload replaces it with the ledger's totals."""
+        self._local_spend[key_id] = self._local_spend.get(key_id, 0.0) + usd
+
+    async def spent(self, key_id: str) -> float:
+        await self._refresh_spend()
+        return self._spend.get(key_id, 0.0) + self._local_spend.get(key_id, 0.0)
+
+    async def check_budget(self, key: ApiKey) -> None:
+        if key.budget_usd is None:
+            return
+        spent = await self.spent(key.id)
+        if spent >= key.budget_usd:
+            raise BudgetExceededError(
+                f"API key {key.id} has spent ${spent:.4f} of its ${key.budget_usd:.2f} budget.",
+                code="budget_exceeded",
+            )
