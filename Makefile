@@ -8,7 +8,7 @@ CONFIG ?= configs/local.yaml
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: run test lint typecheck check-config demo-model install clean
+.PHONY: run test lint typecheck check-config demo-model install clean redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -30,7 +30,11 @@ run: $(STAMP) $(DEMO_MODEL)/config.json
 	$(BIN)/llm-gateway-check-config $(CONFIG)
 	$(BIN)/serve run $(CONFIG)
 
-test: $(STAMP)
+# The Redis rate-limit backend is tested against a real redis-server (started by the tests).
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null 2>&1 || sudo apt-get install -y -qq redis-server; }
+
+test: $(STAMP) redis-server
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)

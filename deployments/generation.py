@@ -115,10 +115,10 @@ class BatchGenerator:
     def generate(
         self, prompt_ids: Sequence[Sequence[int]], params: Sequence[SamplingParams]
     ) -> list[RowState]:
-        rows: list[RowState] = []
-        for rows in self.stream(prompt_ids, params):
-            pass
-        return rows
+        final: list[RowState] = []
+        for step in self.stream(prompt_ids, params):
+            final = step
+        return final
 
     @torch.inference_mode()
     def stream(

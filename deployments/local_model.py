@@ -17,6 +17,7 @@ from deployments.demo_corpus import render_chat_prompt
 from deployments.generation import BatchGenerator, RowState, SamplingParams
 from serve_app.config import BatchingConfig, LocalModelConfig
 from serve_app.errors import GatewayError, InternalError, InvalidRequestError
+from serve_app.metrics import GatewayMetrics
 from serve_app.schemas.internal import GenerationOutput, GenerationParams, StreamChunk
 
 logger = logging.getLogger("ray.serve")
@@ -101,6 +102,7 @@ class LocalModelServer:
         self.metadata = {**loaded.metadata, "chat_template": self.has_chat_template}
         self.batches = 0
         self.batched_requests = 0
+        self.metrics = GatewayMetrics()
         self.reconfigure(self.config.batching.model_dump())
         logger.info("model %s loaded on %s", self.config.id, loaded.device)
 
@@ -189,6 +191,7 @@ class LocalModelServer:
     def _count_batch(self, size: int) -> None:
         self.batches += 1
         self.batched_requests += size
+        self.metrics.record_batch(self.config.id, size)
 
     def _prompt_text(self, params: GenerationParams) -> str:
         if not params.messages:

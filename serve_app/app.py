@@ -1,15 +1,18 @@
 """Builds the FastAPI application around a `Gateway` (one per ingress replica)."""
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from serve_app import __version__
+from serve_app.auth import parse_networks
 from serve_app.error_handlers import install_error_handlers
 from serve_app.gateway import Gateway
 from serve_app.middleware import RequestContextMiddleware
-from serve_app.routes import anthropic_compat, commercial, native, openai_compat
+from serve_app.routes import admin, anthropic_compat, commercial, native, openai_compat
 
 
 def create_app(gateway: Gateway, behind_serve_proxy: bool = False) -> FastAPI:
+    config = gateway.config
     app = FastAPI(
         title="llm-gateway",
         version=__version__,
@@ -17,13 +20,24 @@ def create_app(gateway: Gateway, behind_serve_proxy: bool = False) -> FastAPI:
     )
     app.state.gateway = gateway
     install_error_handlers(app)
-    app.include_router(native.router)
-    app.include_router(commercial.router)
-    app.include_router(openai_compat.router)
-    app.include_router(anthropic_compat.router)
+    for module in (native, commercial, admin, openai_compat, anthropic_compat):
+        app.include_router(module.router)
+    if config.security.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,  # type: ignore[arg-type]
+            allow_origins=config.security.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["authorization", "x-api-key", "content-type", "x-request-id",
+                           "anthropic-version"],
+            expose_headers=["x-request-id", "retry-after", "x-ratelimit-limit-requests",
+                            "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"],
+        )
     app.add_middleware(
         RequestContextMiddleware,  # type: ignore[arg-type]
-        max_body_bytes=gateway.config.ingress.max_body_bytes,
+        max_body_bytes=config.ingress.max_body_bytes,
         proxy_echoes_request_id=behind_serve_proxy,
+        trusted_proxies=parse_networks(config.security.trusted_proxies),
+        hsts_max_age_s=config.security.hsts_max_age_s,
+        access_log=config.logging.access_log,
     )
     return app

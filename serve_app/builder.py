@@ -37,11 +37,14 @@ def local_model_deployment(model: LocalModelConfig) -> Application:
     return deployment.bind(model.model_dump(mode="json"))
 
 
-def provider_deployments(config: GatewayConfig) -> dict[str, Application]:
+def limiter_deployment() -> Application:
+    return serve.deployment(RateLimiter).options(name=LIMITER_NAME, **LIMITER_OPTIONS).bind()
+
+
+def provider_deployments(config: GatewayConfig, limiter: Application) -> dict[str, Application]:
     commercial = config.commercial
     if commercial is None:
         return {}
-    limiter = serve.deployment(RateLimiter).options(name=LIMITER_NAME, **LIMITER_OPTIONS).bind()
     bound = {}
     for name in ("openai", "anthropic"):
         provider = commercial.provider(name)
@@ -55,13 +58,22 @@ def provider_deployments(config: GatewayConfig) -> dict[str, Application]:
     return bound
 
 
+def needs_shared_limiter(config: GatewayConfig) -> bool:
+    limits = config.rate_limits
+    per_caller = limits.backend == "ray" and (config.auth.enabled or limits.ip_rpm or limits.ip_tpm)
+    return config.commercial is not None or bool(per_caller)
+
+
 def bind_graph(config: GatewayConfig) -> Application:
+    limiter = limiter_deployment() if needs_shared_limiter(config) else None
     handles = {model.id: local_model_deployment(model) for model in config.models}
-    handles.update(provider_deployments(config))
+    if limiter is not None:
+        handles.update(provider_deployments(config, limiter))
     ingress = serve.deployment(serve.ingress()(GatewayIngress)).options(
         name=INGRESS_NAME, **config.ingress.serve_options()
     )
-    return ingress.bind(config.model_dump(mode="json"), handles)
+    ingress_limiter = limiter if config.rate_limits.backend == "ray" else None
+    return ingress.bind(config.model_dump(mode="json"), handles, ingress_limiter)
 
 
 def build_app(args: dict[str, Any]) -> Application:

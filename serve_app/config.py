@@ -210,8 +210,65 @@ class LedgerConfig(StrictModel):
     batch_size: int = Field(500, ge=1, description="Most records written in one transaction.")
 
 
+class AuthConfig(StrictModel):
+    enabled: bool = Field(True, description="Require a gateway API key on model routes.")
+    admin_key_env: str = Field(
+        "GATEWAY_ADMIN_KEY", description="Variable holding the admin key (admin routes)."
+    )
+    key_store_url: str | None = Field(
+        None, description="Where hashed keys live; defaults to the ledger's database."
+    )
+    cache_ttl_s: float = Field(
+        5.0, gt=0, le=300, description="Keys, disables and spend are re-read this often."
+    )
+
+
+class RateLimitConfig(StrictModel):
+    """Per-key and per-client-IP limits, exact across every ingress replica and node."""
+
+    backend: Literal["ray", "redis"] = Field(
+        "ray", description="`ray`: the shared RateLimiter deployment; `redis`: a Redis server."
+    )
+    redis_url: str | None = Field(None, description="redis://host:port/db for `redis`.")
+    key_rpm: int | None = Field(None, ge=1, description="Default rpm of a key without one.")
+    key_tpm: int | None = Field(None, ge=1, description="Default tpm of a key without one.")
+    ip_rpm: int | None = Field(None, ge=1, description="Requests per minute per client IP.")
+    ip_tpm: int | None = Field(None, ge=1, description="Tokens per minute per client IP.")
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> "RateLimitConfig":
+        if self.backend == "redis" and not self.redis_url:
+            raise ValueError("backend redis needs redis_url (or the RATE_LIMIT_URL variable)")
+        return self
+
+
+class SecurityConfig(StrictModel):
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Allowed CORS origins; '*' is refused in production."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="CIDRs whose X-Forwarded-For / X-Forwarded-Proto are believed.",
+    )
+    hsts_max_age_s: int = Field(31_536_000, ge=0, description="Strict-Transport-Security.")
+
+
+class LoggingConfig(StrictModel):
+    access_log: bool = Field(True, description="One JSON line per request.")
+    log_prompts: bool = Field(False, description="Include prompts and completions (privacy!).")
+    level: str = Field("INFO", description="Log level of the gateway's logger.")
+
+
 class GatewayConfig(StrictModel):
     """The `args` of `serve_app.builder:build_app`."""
+
+    environment: Literal["development", "testing", "production"] = Field(
+        "development", description="APP_ENV overrides; production enforces safe settings."
+    )
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     ingress: IngressConfig = Field(default_factory=IngressConfig)
     models: list[LocalModelConfig] = Field(default_factory=list, description="Local models.")

@@ -5,7 +5,9 @@ that points at `serve_app.builder:build_app`, without starting Ray.
 """
 
 import argparse
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from serve_app.config import CommercialConfig, CommercialModelConfig, GatewayConfig
+from serve_app.settings import apply_environment, production_problems
 
 BUILDER_IMPORT_PATH = "serve_app.builder:build_app"
 DEFAULT_CATALOG = Path(__file__).with_name("commercial_catalog.yaml")
@@ -41,12 +44,21 @@ def guess_source() -> str:
     return "the application's args"
 
 
-def validate_args(args: dict[str, Any], source: str | None = None) -> GatewayConfig:
-    """Validate the args and resolve the commercial catalog (shipped defaults + overrides)."""
+def validate_args(
+    args: dict[str, Any],
+    source: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> GatewayConfig:
+    """Validate the args (with the environment's settings applied), refuse unsafe production
+    settings, and resolve the commercial catalog (shipped defaults + overrides)."""
+    environ = os.environ if environ is None else environ
     try:
-        config = GatewayConfig.model_validate(args or {})
+        config = GatewayConfig.model_validate(apply_environment(args, environ))
     except ValidationError as exc:
         raise ConfigError(describe_errors(exc, source or guess_source())) from None
+    problems = production_problems(config, environ)
+    if problems:
+        raise ConfigError("refusing to start in production:\n  - " + "\n  - ".join(problems))
     if config.commercial is None:
         return config
     commercial = resolve_catalog(config.commercial)
@@ -76,14 +88,14 @@ def resolve_catalog(commercial: CommercialConfig) -> CommercialConfig:
     )
 
 
-def check_file(path: Path) -> list[GatewayConfig]:
+def check_file(path: Path, environ: Mapping[str, str] | None = None) -> list[GatewayConfig]:
     document = yaml.safe_load(path.read_text()) or {}
     configs = []
     for index, application in enumerate(document.get("applications", [])):
         if application.get("import_path") != BUILDER_IMPORT_PATH:
             continue
         source = f"{path} (applications[{index}].args)"
-        configs.append(validate_args(application.get("args") or {}, source))
+        configs.append(validate_args(application.get("args") or {}, source, environ))
     if not configs:
         raise ConfigError(f"{path}: no application imports {BUILDER_IMPORT_PATH}")
     return configs

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from serve_app import __version__
+from serve_app.admission import Admission
+from serve_app.auth import RequestContext
 from serve_app.catalog import ModelCatalog, ModelRoute
 from serve_app.config import GatewayConfig
 from serve_app.errors import GatewayError, InvalidRequestError
@@ -29,17 +31,22 @@ from serve_app.schemas.native import BatchGenerateRequest, GenerateRequest
 from serve_app.stats import ModelCounters
 from serve_app.streaming import ChunkStream, open_stream
 
-ANONYMOUS_KEY = "anonymous"
-
 
 class Gateway:
     def __init__(
-        self, config: GatewayConfig, handles: Mapping[str, Any], ledger: Ledger | None = None
+        self,
+        config: GatewayConfig,
+        handles: Mapping[str, Any],
+        ledger: Ledger | None = None,
+        admission: Admission | None = None,
+        metrics: Any = None,
     ) -> None:
         self.config = config
         self.catalog = ModelCatalog.from_config(config, handles)
         self.counters = {route.model_id: ModelCounters() for route in self.catalog}
         self.ledger = ledger or Ledger(config.ledger)
+        self.admission = admission or Admission(config, None, None)
+        self.metrics = metrics
         self.probe = DeploymentProbe(self, handles)
         self.started_at = time.monotonic()
         self.started_wall = time.time()
@@ -112,22 +119,24 @@ class Gateway:
         return tuple(stop)
 
     async def generate(
-        self, request: GenerateRequest, request_id: str, key_id: str = ANONYMOUS_KEY
+        self, request: GenerateRequest, ctx: RequestContext, request_id: str | None = None
     ) -> dict[str, Any]:
-        route, params = self.resolve(request, request_id)
-        output, latency_ms, cost = await self.call_model(route, params, key_id)
-        return self.shape_response(route, output, latency_ms, cost, request_id)
+        rid = request_id or ctx.request_id
+        route, params = self.resolve(request, rid)
+        await self.admission.admit(ctx, route, params)
+        output, latency_ms, cost = await self.call_model(route, params, ctx)
+        return self.shape_response(route, output, latency_ms, cost, rid)
 
     async def open_stream(
-        self, route: ModelRoute, params: GenerationParams, key_id: str
+        self, route: ModelRoute, params: GenerationParams, ctx: RequestContext
     ) -> tuple[ChunkStream, StreamChunk]:
         """Start a streamed generation; the first chunk is in hand (errors raise here)."""
-        stream = open_stream(route, params, key_id, self.account)
+        stream = open_stream(route, params, ctx, self.account)
         first = await stream.first()
         return stream, first
 
     async def call_model(
-        self, route: ModelRoute, params: GenerationParams, key_id: str
+        self, route: ModelRoute, params: GenerationParams, ctx: RequestContext
     ) -> tuple[GenerationOutput, float, float]:
         """One handle call, accounted for in the counters and the ledger either way."""
         started = time.perf_counter()
@@ -138,20 +147,21 @@ class Gateway:
                 self.config.ingress.request_timeout_s,
             )
         except GatewayError as error:
-            self.account(route, params.request_id, key_id, started, None, error)
+            self.account(route, params.request_id, ctx, started, None, error)
             raise
-        latency_ms, cost = self.account(route, params.request_id, key_id, started, output, None)
+        latency_ms, cost = self.account(route, params.request_id, ctx, started, output, None)
         return output, latency_ms, cost
 
     def account(
         self,
         route: ModelRoute,
         request_id: str,
-        key_id: str,
+        ctx: RequestContext,
         started: float,
         output: GenerationOutput | None,
         error: GatewayError | None,
     ) -> tuple[float, float]:
+        """Counters, metrics, the ledger, the key's spend and the access-log fields."""
         latency_ms = (time.perf_counter() - started) * 1000
         self.counters[route.model_id].record(latency_ms, error is None)
         input_tokens = output.input_tokens if output else 0
@@ -161,7 +171,7 @@ class Gateway:
             UsageRecord(
                 ts=time.time(),
                 request_id=request_id,
-                key_id=key_id,
+                key_id=ctx.key_id,
                 model_id=route.model_id,
                 provider=route.provider,
                 served_model=(output.served_model if output else "") or route.model_id,
@@ -173,10 +183,19 @@ class Gateway:
                 status=_status(output, error),
             )
         )
+        if ctx.key is not None and self.admission.keys is not None and cost:
+            self.admission.keys.add_spend(ctx.key.id, cost)
+        ctx.log.update(model=route.model_id, provider=route.provider, input_tokens=input_tokens,
+                       output_tokens=output_tokens, cost_usd=cost)
+        if self.metrics is not None:
+            self.metrics.record_request(
+                route.model_id, route.provider, str(_status(output, error)), latency_ms,
+                input_tokens, output_tokens, cost, error.error_type if error else None,
+            )
         return latency_ms, cost
 
     async def generate_batch(
-        self, batch: BatchGenerateRequest, request_id: str, key_id: str = ANONYMOUS_KEY
+        self, batch: BatchGenerateRequest, ctx: RequestContext
     ) -> dict[str, list[dict[str, Any]]]:
         cap = self.config.ingress.max_batch_items
         if len(batch.requests) > cap:
@@ -185,16 +204,16 @@ class Gateway:
                 param="requests",
             )
         items = [
-            self._generate_item(item, f"{request_id}-{index}", key_id)
+            self._generate_item(item, ctx, f"{ctx.request_id}-{index}")
             for index, item in enumerate(batch.requests)
         ]
         return {"results": list(await asyncio.gather(*items))}
 
     async def _generate_item(
-        self, item: GenerateRequest, item_id: str, key_id: str
+        self, item: GenerateRequest, ctx: RequestContext, item_id: str
     ) -> dict[str, Any]:
         try:
-            return await self.generate(item, item_id, key_id)
+            return await self.generate(item, ctx, item_id)
         except GatewayError as error:
             return {"error": error.to_dict()}
 

@@ -3,19 +3,53 @@
 `serve_app.builder` wraps it with `serve.ingress()` and `serve.deployment` at build time.
 """
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI
 
+from serve_app.admission import Admission, HandleLimiter, Limiter
 from serve_app.app import create_app
 from serve_app.config import GatewayConfig
 from serve_app.gateway import Gateway
+from serve_app.keys import KeyCache, open_key_store
+
+logger = logging.getLogger("ray.serve")
+
+
+def make_limiter(config: GatewayConfig, limiter_handle: Any) -> Limiter | None:
+    if config.rate_limits.backend == "redis":
+        from deployments.redis_limiter import RedisSlidingWindowLimiter
+
+        assert config.rate_limits.redis_url is not None
+        return RedisSlidingWindowLimiter(config.rate_limits.redis_url)
+    return HandleLimiter(limiter_handle) if limiter_handle is not None else None
+
+
+def make_metrics() -> Any:
+    from serve_app.metrics import GatewayMetrics
+
+    return GatewayMetrics()
 
 
 class GatewayIngress:
-    def __init__(self, config: dict[str, Any], handles: Mapping[str, Any]) -> None:
-        self.gateway = Gateway(GatewayConfig.model_validate(config), handles)
+    def __init__(
+        self, config: dict[str, Any], handles: Mapping[str, Any], limiter: Any = None
+    ) -> None:
+        gateway_config = GatewayConfig.model_validate(config)
+        logging.getLogger("llm_gateway").setLevel(gateway_config.logging.level)
+        keys = None
+        if gateway_config.auth.enabled:
+            url = gateway_config.auth.key_store_url or gateway_config.ledger.url
+            keys = KeyCache(open_key_store(url), ttl_s=gateway_config.auth.cache_ttl_s)
+        else:
+            logger.warning("auth is disabled: every caller may use every model (demo only)")
+        metrics = make_metrics()
+        admission = Admission(
+            gateway_config, keys, make_limiter(gateway_config, limiter), metrics=metrics
+        )
+        self.gateway = Gateway(gateway_config, handles, admission=admission, metrics=metrics)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(self.gateway, behind_serve_proxy=True)

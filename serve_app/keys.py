@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,9 +33,6 @@ logger = logging.getLogger("ray.serve")
 KEY_PREFIX = "gw-"
 KEY_LENGTH = len(KEY_PREFIX) + 40
 DISPLAY_PREFIX_LENGTH = 8
-KEY_COLUMNS = tuple(
-    "id name key_hash prefix allowed_models rpm tpm budget_usd enabled created_at".split()
-)
 KEY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
@@ -50,7 +47,6 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at DOUBLE PRECISION NOT NULL
 )
 """
-SELECT_KEYS = f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys"
 SPEND_SQL = "SELECT key_id, SUM(cost_usd) FROM usage GROUP BY key_id"
 Rows = list[tuple[Any, ...]]
 
@@ -86,6 +82,10 @@ class ApiKey:
         }
 
 
+KEY_COLUMNS = tuple(field.name for field in fields(ApiKey))  # the api_keys columns, in order
+SELECT_KEYS = f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys"
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -109,6 +109,8 @@ def new_key(
             raise InvalidRequestError(f"{param} must be at least 1.", param=param)
     if budget_usd is not None and budget_usd < 0:
         raise InvalidRequestError("budget_usd must not be negative.", param="budget_usd")
+    if isinstance(allowed_models, str):
+        raise InvalidRequestError("allowed_models must be a list of model ids.", param="models")
     models = tuple(dict.fromkeys(m.strip() for m in allowed_models if m.strip()))
     plain = generate_key()
     record = ApiKey(
@@ -117,9 +119,9 @@ def new_key(
         key_hash=hash_key(plain),
         prefix=plain[len(KEY_PREFIX) : len(KEY_PREFIX) + DISPLAY_PREFIX_LENGTH],
         allowed_models=models,
-        rpm=rpm,
-        tpm=tpm,
-        budget_usd=budget_usd,
+        rpm=None if rpm is None else int(rpm),
+        tpm=None if tpm is None else int(tpm),
+        budget_usd=None if budget_usd is None else float(budget_usd),
         enabled=True,
         created_at=time.time(),
     )
@@ -335,7 +337,7 @@ class KeyCache:
         self._by_hash: dict[str, ApiKey] | None = None  # None until the first load succeeds
         self._keys_tried_at: float | None = None
         self._keys_lock = asyncio.Lock()
-        self._spend: dict[str, float] = {}
+        self._spend: dict[str, float] | None = None  # None until the first load succeeds
         self._local_spend: dict[str, float] = {}
         self._spend_tried_at: float | None = None
         self._spend_lock = asyncio.Lock()
@@ -346,16 +348,19 @@ class KeyCache:
     async def _refresh_keys(self, max_age: float) -> None:
         if self._fresh(self._keys_tried_at, max_age):
             return
+        if self._by_hash is not None and self._keys_lock.locked():
+            return  # a reload (or a write) is in flight: answer from the keys already known
         async with self._keys_lock:
             if self._fresh(self._keys_tried_at, max_age):
                 return
-            self._keys_tried_at = self._clock()
             try:
                 keys = await asyncio.to_thread(self.store.list)
             except Exception as exc:  # keep serving the last known keys
                 logger.warning("API key store unavailable: %s: %s", type(exc).__name__, exc)
-                return
-            self._by_hash = {key.key_hash: key for key in keys}
+            else:
+                self._by_hash = {key.key_hash: key for key in keys}
+            finally:
+                self._keys_tried_at = self._clock()
 
     async def _lookup(self, key_hash: str) -> ApiKey | None:
         await self._refresh_keys(self.ttl_s if self._by_hash is not None else self.ttl_s / 4)
@@ -420,23 +425,23 @@ class KeyCache:
     async def _refresh_spend(self) -> None:
         if self._fresh(self._spend_tried_at, self.ttl_s):
             return
+        if self._spend is not None and self._spend_lock.locked():
+            return  # a reload is in flight: answer from the last totals
         async with self._spend_lock:
             if self._fresh(self._spend_tried_at, self.ttl_s):
                 return
-            self._spend_tried_at = self._clock()
-            counted = dict(self._local_spend)  # what the reloaded totals replace
+            counted = dict(self._local_spend)  # what the reloaded totals will include
             try:
                 totals = await asyncio.to_thread(self.store.spend_by_key)
             except Exception as exc:  # budgets use the last known totals meanwhile
                 logger.warning("key spend unavailable: %s: %s", type(exc).__name__, exc)
                 return
+            finally:
+                self._spend_tried_at = self._clock()
             self._spend = totals
-            for key_id, usd in counted.items():
-                left = self._local_spend.get(key_id, 0.0) - usd
-                if abs(left) > 1e-12:
-                    self._local_spend[key_id] = left
-                else:
-                    self._local_spend.pop(key_id, None)
+            for key_id, usd in counted.items():  # keep what was added during the reload
+                self._local_spend[key_id] -= usd
+            self._local_spend = {k: v for k, v in self._local_spend.items() if abs(v) > 1e-12}
 
     def add_spend(self, key_id: str, usd: float) -> None:
         """Count a cost now; the next reload replaces it with the ledger's totals."""
@@ -444,7 +449,7 @@ class KeyCache:
 
     async def spent(self, key_id: str) -> float:
         await self._refresh_spend()
-        return self._spend.get(key_id, 0.0) + self._local_spend.get(key_id, 0.0)
+        return (self._spend or {}).get(key_id, 0.0) + self._local_spend.get(key_id, 0.0)
 
     async def check_budget(self, key: ApiKey) -> None:
         if key.budget_usd is None:

@@ -90,9 +90,11 @@ class Ledger:
             self.last_flush_ok_at = time.time()
             return True
 
-    async def summarize(self, since: float | None, until: float | None) -> list[dict[str, Any]]:
+    async def summarize(
+        self, since: float | None, until: float | None, key_id: str | None = None
+    ) -> list[dict[str, Any]]:
         await self.flush()
-        return await asyncio.to_thread(self.store.summarize, since, until)
+        return await asyncio.to_thread(self.store.summarize, since, until, key_id)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -43,9 +43,19 @@ SUMMARY_SQL = """
 SELECT provider, model_id, COUNT(*),
        SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END),
        SUM(input_tokens), SUM(output_tokens), SUM(cost_usd)
-FROM usage WHERE ts >= {p} AND ts < {p}
+FROM usage WHERE ts >= {p} AND ts < {p} {key_filter}
 GROUP BY provider, model_id ORDER BY provider, model_id
 """
+
+
+def summary_query(mark: str, since: float | None, until: float | None,
+                  key_id: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The usage summary SQL for a paramstyle mark, optionally for one key only."""
+    params: tuple[Any, ...] = (since or 0.0, until or FAR_FUTURE)
+    key_filter = ""
+    if key_id is not None:
+        key_filter, params = f"AND key_id = {mark}", (*params, key_id)
+    return SUMMARY_SQL.format(p=mark, key_filter=key_filter), params
 FAR_FUTURE = 1e12
 
 
@@ -54,7 +64,9 @@ class UsageStore(Protocol):
 
     def write(self, rows: Sequence[tuple[Any, ...]]) -> None: ...
 
-    def summarize(self, since: float | None, until: float | None) -> list[dict[str, Any]]: ...
+    def summarize(
+        self, since: float | None, until: float | None, key_id: str | None = None
+    ) -> list[dict[str, Any]]: ...
 
     def close(self) -> None: ...
 
@@ -109,11 +121,11 @@ class SQLiteStore:
                 self._drop_connection()
                 raise
 
-    def summarize(self, since: float | None, until: float | None) -> list[dict[str, Any]]:
+    def summarize(
+        self, since: float | None, until: float | None, key_id: str | None = None
+    ) -> list[dict[str, Any]]:
         with self._lock:
-            cursor = self._connect().execute(
-                SUMMARY_SQL.format(p="?"), (since or 0.0, until or FAR_FUTURE)
-            )
+            cursor = self._connect().execute(*summary_query("?", since, until, key_id))
             return _summary_rows(cursor.fetchall())
 
     def _drop_connection(self) -> None:
@@ -158,13 +170,13 @@ class PostgresStore:
                 self._drop_connection()
                 raise
 
-    def summarize(self, since: float | None, until: float | None) -> list[dict[str, Any]]:
+    def summarize(
+        self, since: float | None, until: float | None, key_id: str | None = None
+    ) -> list[dict[str, Any]]:
         with self._lock:
             connection = self._connect()
             with connection.transaction():
-                cursor = connection.execute(
-                    SUMMARY_SQL.format(p="%s"), (since or 0.0, until or FAR_FUTURE)
-                )
+                cursor = connection.execute(*summary_query("%s", since, until, key_id))
                 return _summary_rows(cursor.fetchall())
 
     def _drop_connection(self) -> None:

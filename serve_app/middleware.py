@@ -5,12 +5,15 @@ body copy. It sits outside FastAPI's exception handling, so it also turns an une
 exception into the one error shape, with the request id, and never a stack trace.
 """
 
+import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from serve_app.auth import Network, came_over_https, client_ip
 from serve_app.error_handlers import error_response
 from serve_app.errors import (
     GatewayError,
@@ -20,6 +23,7 @@ from serve_app.errors import (
 )
 
 logger = logging.getLogger("ray.serve")
+access_logger = logging.getLogger("llm_gateway.access")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -69,11 +73,32 @@ class RequestContextMiddleware:
     replaced a malformed one, so a response never carries the same id twice."""
 
     def __init__(
-        self, app: ASGIApp, max_body_bytes: int, proxy_echoes_request_id: bool = False
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        proxy_echoes_request_id: bool = False,
+        trusted_proxies: tuple[Network, ...] = (),
+        hsts_max_age_s: int = 0,
+        access_log: bool = False,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.proxy_echoes_request_id = proxy_echoes_request_id
+        self.trusted_proxies = trusted_proxies
+        self.hsts = (b"strict-transport-security",
+                     f"max-age={hsts_max_age_s}; includeSubDomains".encode())
+        self.access_log = access_log
+
+    def _client(self, scope: Scope) -> tuple[str, bool]:
+        peer = (scope.get("client") or ("", 0))[0] or ""
+        forwarded_for = _header(scope["headers"], b"x-forwarded-for")
+        forwarded_proto = _header(scope["headers"], b"x-forwarded-proto")
+        ip = client_ip(peer, forwarded_for.decode("latin-1") if forwarded_for else None,
+                       self.trusted_proxies)
+        https = came_over_https(scope.get("scheme", "http"), peer,
+                                forwarded_proto.decode("latin-1") if forwarded_proto else None,
+                                self.trusted_proxies)
+        return ip, https
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,17 +106,29 @@ class RequestContextMiddleware:
             return
         headers = scope["headers"]
         request_id, from_caller = request_id_from(headers)
-        scope.setdefault("state", {})["request_id"] = request_id
+        ip, https = self._client(scope)
+        state = scope.setdefault("state", {})
+        log: dict[str, Any] = {}
+        state.update(request_id=request_id, client_ip=ip, log=log, rate_limit_headers=[])
         echo = not (from_caller and self.proxy_echoes_request_id)
         extra = self._response_headers(scope["path"], request_id, echo)
+        if https:
+            extra.append(self.hsts)
         started = False
+        began = time.perf_counter()
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", ()), *extra]
+                log["status"] = message["status"]
+                message["headers"] = [
+                    *message.get("headers", ()), *extra, *state["rate_limit_headers"]
+                ]
             await send(message)
+            if (message["type"] == "http.response.body" and not message.get("more_body")
+                    and self.access_log):
+                self._log_access(scope, request_id, ip, log, began)
 
         try:
             error = self._precheck(scope["method"], headers)
@@ -108,6 +145,20 @@ class RequestContextMiddleware:
             await error_response(exc, scope["path"])(scope, receive, send_with_headers)
 
     @staticmethod
+    def _log_access(
+        scope: Scope, request_id: str, ip: str, log: dict[str, Any], began: float
+    ) -> None:
+        line = {
+            "request_id": request_id,
+            "method": scope["method"],
+            "path": scope["path"],
+            "client_ip": ip,
+            "latency_ms": round((time.perf_counter() - began) * 1000, 3),
+            **log,
+        }
+        access_logger.info(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
+
+    @staticmethod
     def _response_headers(path: str, request_id: str, echo: bool) -> list[tuple[bytes, bytes]]:
         headers = [NO_STORE]
         if echo:
@@ -119,13 +170,16 @@ class RequestContextMiddleware:
     def _precheck(self, method: str, headers: list[tuple[bytes, bytes]]) -> GatewayError | None:
         if method not in BODY_METHODS:
             return None
+        length = _header(headers, b"content-length")
+        has_body = _header(headers, b"transfer-encoding") is not None or length not in (None, b"0")
+        if not has_body:
+            return None  # a bodiless POST (e.g. .../disable) needs no content type
         content_type = (_header(headers, b"content-type") or b"").split(b";")[0].strip()
         if content_type.lower() != b"application/json":
             return UnsupportedMediaTypeError(
                 "Send the request body as JSON with 'Content-Type: application/json'.",
                 code="unsupported_media_type",
             )
-        length = _header(headers, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             return self._too_large()
         return None

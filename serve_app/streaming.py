@@ -12,13 +12,16 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from serve_app.auth import RequestContext
 from serve_app.catalog import ModelRoute
 from serve_app.errors import GatewayError
 from serve_app.handle_calls import map_handle_error
 from serve_app.schemas.internal import GenerationOutput, GenerationParams, StreamChunk
 
-AccountFn = Callable[[ModelRoute, str, str, float, GenerationOutput | None, GatewayError | None],
-                     tuple[float, float]]
+AccountFn = Callable[
+    [ModelRoute, str, RequestContext, float, GenerationOutput | None, GatewayError | None],
+    tuple[float, float],
+]
 
 
 @dataclass(slots=True)
@@ -59,13 +62,13 @@ class ChunkStream:
         self,
         route: ModelRoute,
         params: GenerationParams,
-        key_id: str,
+        ctx: RequestContext,
         response: Any,
         account: AccountFn,
     ) -> None:
         self.route = route
         self.params = params
-        self.key_id = key_id
+        self.ctx = ctx
         self.response = response
         self.account = account
         self.result = StreamResult()
@@ -109,7 +112,7 @@ class ChunkStream:
             return
         self._accounted = True
         latency, cost = self.account(
-            self.route, self.params.request_id, self.key_id, self.started,
+            self.route, self.params.request_id, self.ctx, self.started,
             self.result.output(), error,
         )
         self.result.latency_ms, self.result.cost_usd = latency, cost
@@ -123,7 +126,7 @@ class ChunkStream:
 
 
 def open_stream(
-    route: ModelRoute, params: GenerationParams, key_id: str, account: AccountFn
+    route: ModelRoute, params: GenerationParams, ctx: RequestContext, account: AccountFn
 ) -> ChunkStream:
     response = route.handle.options(stream=True).generate_stream.remote(params)
-    return ChunkStream(route, params, key_id, response, account)
+    return ChunkStream(route, params, ctx, response, account)

@@ -106,6 +106,7 @@ def integration_args(
     }
     return {
         "ingress": {"num_cpus": 0.1, "max_batch_items": 4, "request_timeout_s": 30},
+        "auth": {"enabled": False},
         "models": [
             {
                 "id": "demo",

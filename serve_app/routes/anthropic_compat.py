@@ -3,9 +3,10 @@
 from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
+from serve_app.auth import RequestContext
 from serve_app.formats import AnthropicStream, anthropic_message
-from serve_app.gateway import ANONYMOUS_KEY, Gateway
-from serve_app.routes.native import get_gateway, json_response, request_id
+from serve_app.gateway import Gateway
+from serve_app.routes.native import get_context, get_gateway, json_response
 from serve_app.routes.sse import SSEFormat, sse_response
 from serve_app.schemas.anthropic import AnthropicErrorResponse, AnthropicMessage, MessagesRequest
 
@@ -23,15 +24,17 @@ STREAM_DOC = {200: {"content": {"text/event-stream": {}}, "description": "JSON, 
 async def messages(
     body: MessagesRequest,
     gateway: Gateway = Depends(get_gateway),
-    rid: str = Depends(request_id),
+    ctx: RequestContext = Depends(get_context),
 ) -> Response:
+    rid = ctx.request_id
     route, params = gateway.prepare(
         body.model, rid, messages=body.chat_messages(), max_tokens=body.max_tokens,
         temperature=body.temperature, top_p=body.top_p, stop=body.stop_list(),
     )
+    await gateway.admission.admit(ctx, route, params)
     message_id = f"msg_{rid}"
     if body.stream:
-        stream, first = await gateway.open_stream(route, params, ANONYMOUS_KEY)
+        stream, first = await gateway.open_stream(route, params, ctx)
         fmt = AnthropicStream(body.model, message_id)
         sse = SSEFormat(
             start=fmt.start(first.input_tokens),
@@ -40,5 +43,5 @@ async def messages(
             error=fmt.error,
         )
         return sse_response(stream, first, sse)
-    output, _, _ = await gateway.call_model(route, params, ANONYMOUS_KEY)
+    output, _, _ = await gateway.call_model(route, params, ctx)
     return json_response(anthropic_message(output, model=body.model, message_id=message_id))

@@ -5,8 +5,9 @@ import datetime as dt
 from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
+from serve_app.auth import RequestContext
 from serve_app.gateway import Gateway
-from serve_app.routes.native import ERRORS, get_gateway, json_response
+from serve_app.routes.native import ERRORS, get_context, get_gateway, json_response
 from serve_app.schemas.native import (
     CommercialModelList,
     ProviderCheckList,
@@ -16,7 +17,7 @@ from serve_app.schemas.native import (
 router = APIRouter(prefix="/api/v1/commercial", tags=["commercial"])
 
 
-def _epoch(value: dt.datetime | None) -> float | None:
+def epoch(value: dt.datetime | None) -> float | None:
     if value is None:
         return None
     if value.tzinfo is None:
@@ -24,13 +25,24 @@ def _epoch(value: dt.datetime | None) -> float | None:
     return value.timestamp()
 
 
+def require_operator(gateway: Gateway, ctx: RequestContext) -> None:
+    """Provider checks and organisation-wide spend: the admin's, unless auth is off."""
+    if gateway.config.auth.enabled:
+        ctx.require_admin()
+
+
 @router.get("/models", response_model=CommercialModelList)
-async def commercial_models(gateway: Gateway = Depends(get_gateway)) -> Response:
+async def commercial_models(
+    gateway: Gateway = Depends(get_gateway), _: RequestContext = Depends(get_context)
+) -> Response:
     return json_response({"models": await gateway.probe.list_models("commercial")})
 
 
 @router.get("/test", response_model=ProviderCheckList)
-async def test_providers(gateway: Gateway = Depends(get_gateway)) -> Response:
+async def test_providers(
+    gateway: Gateway = Depends(get_gateway), ctx: RequestContext = Depends(get_context)
+) -> Response:
+    require_operator(gateway, ctx)
     return json_response({"providers": await gateway.probe.test_providers()})
 
 
@@ -39,8 +51,10 @@ async def commercial_usage(
     since: dt.datetime | None = Query(None, description="ISO-8601 start (inclusive)."),
     until: dt.datetime | None = Query(None, description="ISO-8601 end (exclusive)."),
     gateway: Gateway = Depends(get_gateway),
+    ctx: RequestContext = Depends(get_context),
 ) -> Response:
-    rows = await gateway.ledger.summarize(_epoch(since), _epoch(until))
+    require_operator(gateway, ctx)
+    rows = await gateway.ledger.summarize(epoch(since), epoch(until))
     rows = [row for row in rows if row["provider"] != "local"]
     return json_response(usage_report(rows, since, until))
 

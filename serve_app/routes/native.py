@@ -5,9 +5,10 @@ import json
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from serve_app.auth import RequestContext
 from serve_app.catalog import ModelRoute
 from serve_app.formats import SSE_DONE, sse_data
-from serve_app.gateway import ANONYMOUS_KEY, Gateway
+from serve_app.gateway import Gateway
 from serve_app.routes.sse import SSEFormat, sse_response
 from serve_app.schemas.native import (
     BatchGenerateRequest,
@@ -53,6 +54,12 @@ def request_id(request: Request) -> str:
     return str(request.state.request_id)
 
 
+async def get_context(request: Request) -> RequestContext:
+    """Authenticate the caller (401 on a missing/unknown/disabled key when auth is on)."""
+    gateway: Gateway = request.app.state.gateway
+    return await gateway.admission.identify(request.headers, request.scope["state"])
+
+
 def json_response(body: object, status_code: int = 200) -> Response:
     """Encode once, without re-validating what the gateway already shaped."""
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
@@ -75,13 +82,19 @@ async def status(gateway: Gateway = Depends(get_gateway)) -> Response:
     return json_response(await gateway.status())
 
 
-@router.get("/models", response_model=ModelList)
-async def list_models(gateway: Gateway = Depends(get_gateway)) -> Response:
+@router.get("/models", response_model=ModelList, responses=ERRORS)
+async def list_models(
+    gateway: Gateway = Depends(get_gateway), _: RequestContext = Depends(get_context)
+) -> Response:
     return json_response({"models": await gateway.probe.list_models()})
 
 
 @router.get("/models/{model_id}", response_model=ModelInfo, responses=ERRORS)
-async def get_model(model_id: str, gateway: Gateway = Depends(get_gateway)) -> Response:
+async def get_model(
+    model_id: str,
+    gateway: Gateway = Depends(get_gateway),
+    _: RequestContext = Depends(get_context),
+) -> Response:
     return json_response(await gateway.probe.get_model(model_id))
 
 
@@ -110,19 +123,20 @@ def native_sse(gateway: Gateway, route: ModelRoute, rid: str) -> SSEFormat:
 async def generate(
     body: GenerateRequest,
     gateway: Gateway = Depends(get_gateway),
-    rid: str = Depends(request_id),
+    ctx: RequestContext = Depends(get_context),
 ) -> Response:
     if not body.stream:
-        return json_response(await gateway.generate(body, rid))
-    route, params = gateway.resolve(body, rid)
-    stream, first = await gateway.open_stream(route, params, ANONYMOUS_KEY)
-    return sse_response(stream, first, native_sse(gateway, route, rid))
+        return json_response(await gateway.generate(body, ctx))
+    route, params = gateway.resolve(body, ctx.request_id)
+    await gateway.admission.admit(ctx, route, params)
+    stream, first = await gateway.open_stream(route, params, ctx)
+    return sse_response(stream, first, native_sse(gateway, route, ctx.request_id))
 
 
 @router.post("/generate/batch", response_model=BatchGenerateResponse, responses=ERRORS)
 async def generate_batch(
     body: BatchGenerateRequest,
     gateway: Gateway = Depends(get_gateway),
-    rid: str = Depends(request_id),
+    ctx: RequestContext = Depends(get_context),
 ) -> Response:
-    return json_response(await gateway.generate_batch(body, rid))
+    return json_response(await gateway.generate_batch(body, ctx))

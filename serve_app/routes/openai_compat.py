@@ -5,6 +5,7 @@ import time
 from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
+from serve_app.auth import RequestContext
 from serve_app.formats import (
     OpenAIChatStream,
     OpenAICompletionStream,
@@ -12,8 +13,8 @@ from serve_app.formats import (
     openai_completion,
     openai_model_list,
 )
-from serve_app.gateway import ANONYMOUS_KEY, Gateway
-from serve_app.routes.native import ERRORS, get_gateway, json_response, request_id
+from serve_app.gateway import Gateway
+from serve_app.routes.native import ERRORS, get_context, get_gateway, json_response
 from serve_app.routes.sse import SSEFormat, sse_response
 from serve_app.schemas.openai import (
     ChatCompletion,
@@ -40,18 +41,20 @@ def _openai_sse(fmt: OpenAIChatStream | OpenAICompletionStream) -> SSEFormat:
 async def chat_completions(
     body: ChatCompletionRequest,
     gateway: Gateway = Depends(get_gateway),
-    rid: str = Depends(request_id),
+    ctx: RequestContext = Depends(get_context),
 ) -> Response:
+    rid = ctx.request_id
     route, params = gateway.prepare(
         body.model, rid, messages=body.chat_messages(), max_tokens=body.resolved_max_tokens(),
         temperature=body.temperature, top_p=body.top_p, stop=body.stop_list(),
     )
+    await gateway.admission.admit(ctx, route, params)
     completion_id, created = f"chatcmpl-{rid}", int(time.time())
     if body.stream:
-        stream, first = await gateway.open_stream(route, params, ANONYMOUS_KEY)
+        stream, first = await gateway.open_stream(route, params, ctx)
         fmt = OpenAIChatStream(body.model, completion_id, created, body.include_usage())
         return sse_response(stream, first, _openai_sse(fmt))
-    output, _, _ = await gateway.call_model(route, params, ANONYMOUS_KEY)
+    output, _, _ = await gateway.call_model(route, params, ctx)
     return json_response(
         openai_chat_completion(output, model=body.model, completion_id=completion_id,
                                created=created)
@@ -62,25 +65,29 @@ async def chat_completions(
 async def completions(
     body: CompletionRequest,
     gateway: Gateway = Depends(get_gateway),
-    rid: str = Depends(request_id),
+    ctx: RequestContext = Depends(get_context),
 ) -> Response:
+    rid = ctx.request_id
     route, params = gateway.prepare(
         body.model, rid, prompt=body.prompt_text(), max_tokens=body.max_tokens,
         temperature=body.temperature, top_p=body.top_p, stop=body.stop_list(),
     )
+    await gateway.admission.admit(ctx, route, params)
     completion_id, created = f"cmpl-{rid}", int(time.time())
     if body.stream:
-        stream, first = await gateway.open_stream(route, params, ANONYMOUS_KEY)
+        stream, first = await gateway.open_stream(route, params, ctx)
         fmt = OpenAICompletionStream(body.model, completion_id, created, body.include_usage())
         return sse_response(stream, first, _openai_sse(fmt))
-    output, _, _ = await gateway.call_model(route, params, ANONYMOUS_KEY)
+    output, _, _ = await gateway.call_model(route, params, ctx)
     return json_response(
         openai_completion(output, model=body.model, completion_id=completion_id, created=created)
     )
 
 
 @router.get("/models", response_model=OpenAIModelList)
-async def models(gateway: Gateway = Depends(get_gateway)) -> Response:
+async def models(
+    gateway: Gateway = Depends(get_gateway), _: RequestContext = Depends(get_context)
+) -> Response:
     owners = [(r.model_id, "llm-gateway" if r.provider == "local" else r.provider)
               for r in gateway.catalog]
     return json_response(openai_model_list(owners, int(gateway.started_wall)))

@@ -12,7 +12,28 @@ CONFIGS = sorted(Path(__file__).parents[2].joinpath("configs").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_validate(path: Path) -> None:
-    assert check_file(path)
+    assert check_file(path, {"GATEWAY_ADMIN_KEY": "admin-secret"})
+
+
+def test_production_refuses_unsafe_settings_naming_them() -> None:
+    production = CONFIGS[[p.name for p in CONFIGS].index("production.yaml")]
+    with pytest.raises(ConfigError, match="GATEWAY_ADMIN_KEY"):
+        check_file(production, {})
+    with pytest.raises(ConfigError, match="CORS_ORIGINS"):
+        check_file(production, {"GATEWAY_ADMIN_KEY": "k", "CORS_ORIGINS": "*"})
+    with pytest.raises(ConfigError, match="auth.enabled"):
+        validate_args({"environment": "production", "auth": {"enabled": False}}, "x",
+                      {"GATEWAY_ADMIN_KEY": "k"})
+
+
+def test_environment_variables_override_the_yaml() -> None:
+    config = validate_args({}, "x", {"APP_ENV": "testing", "CORS_ORIGINS": "https://a, https://b",
+                                     "LEDGER_URL": "sqlite:///tmp/x.db",
+                                     "RATE_LIMIT_URL": "redis://127.0.0.1:1/0"})
+    assert config.environment == "testing"
+    assert config.security.cors_origins == ["https://a", "https://b"]
+    assert config.ledger.url == "sqlite:///tmp/x.db"
+    assert config.rate_limits.backend == "redis"
 
 
 def test_unknown_key_is_named_with_its_path_and_file(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ def client(handle: FakeHandle) -> Iterator[TestClient]:
             "models": [{"id": "demo", "path": "x", "max_new_tokens": 16, "price":
                         {"input_per_million_usd": 1.0, "output_per_million_usd": 2.0}}],
             "ledger": {"url": "sqlite://:memory:"},
+            "auth": {"enabled": False},
         }
     )
     with TestClient(create_app(Gateway(config, {"demo": handle}))) as test_client:
