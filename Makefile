@@ -27,8 +27,7 @@ $(DEMO_MODEL)/config.json: | $(STAMP)
 demo-model: $(STAMP) $(DEMO_MODEL)/config.json
 
 run: $(STAMP) $(DEMO_MODEL)/config.json
-	$(BIN)/llm-gateway-check-config $(CONFIG)
-	$(BIN)/serve run $(CONFIG)
+	$(BIN)/python -m serve_app.launch $(CONFIG)
 
 # The Redis rate-limit backend is tested against a real redis-server (started by the tests).
 redis-server:

@@ -19,6 +19,7 @@ PROVIDER_KEYS = {
     "OPENAI_API_KEY": "sk-test-openai-0123456789abcdef",
     "ANTHROPIC_API_KEY": "sk-ant-test-0123456789abcdef",
 }
+ADMIN_KEY = "admin-test-key-0123456789"
 
 
 def free_port() -> int:
@@ -65,6 +66,8 @@ def ray_cluster() -> Iterator[dict[str, Any]]:
 
     os.environ.update(RAY_ENV)
     os.environ.update(PROVIDER_KEYS)
+    os.environ["GATEWAY_ADMIN_KEY"] = ADMIN_KEY
+    metrics_port = free_port()
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
     ray.init(
         num_cpus=6,
@@ -73,11 +76,14 @@ def ray_cluster() -> Iterator[dict[str, Any]]:
         include_dashboard=False,
         _temp_dir=temp_dir,
         log_to_driver=False,
+        _metrics_export_port=metrics_port,
+        _system_config={"metrics_report_interval_ms": 1000},
     )
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
-        yield {"port": port, "base_url": f"http://127.0.0.1:{port}"}
+        yield {"port": port, "base_url": f"http://127.0.0.1:{port}",
+               "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics", "temp_dir": temp_dir}
     finally:
         serve.shutdown()
         ray.shutdown()
