@@ -1,72 +1,22 @@
 """The Redis limiter against a real `redis-server`: shared exact counts, same semantics."""
 
 import asyncio
-import shutil
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis as AsyncRedis
 
 from deployments.rate_limiter import Decision, LimitSpec, SlidingWindowLimiter
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None,
-    reason="redis-server binary not found on PATH (apt-get install -y redis-server)",
-)
-redis = pytest.importorskip("redis", reason="the `redis` Python package is not installed")
-
-from redis.asyncio import Redis as AsyncRedis  # noqa: E402
-
-from deployments.redis_limiter import RedisSlidingWindowLimiter  # noqa: E402
-
-STARTUP_TIMEOUT_S = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_ping(port: int, proc: subprocess.Popen[bytes]) -> None:
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with code {proc.returncode}")
-            try:
-                if client.ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not answer PING in time")
-    finally:
-        client.close()
+from deployments.redis_limiter import RedisSlidingWindowLimiter
+from tests.fakes.redis_server import redis_server
 
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One throwaway redis-server (no persistence) on a free loopback port per module."""
-    port = _free_port()
-    workdir: Path = tmp_path_factory.mktemp("redis")
-    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    cmd += ["--appendonly", "no", "--dir", str(workdir)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_for_ping(port, proc)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture
