@@ -23,7 +23,7 @@ import httpx
 from deployments.demo_corpus import build_corpus
 
 
-def gateway_args(model: Path, torch_threads: int) -> dict[str, Any]:
+def gateway_args(model: Path, torch_threads: int, batch_wait_s: float) -> dict[str, Any]:
     def entry(model_id: str, batch: int) -> dict[str, Any]:
         return {
             "id": model_id,
@@ -31,12 +31,13 @@ def gateway_args(model: Path, torch_threads: int) -> dict[str, Any]:
             "max_new_tokens": 64,
             "num_cpus": 0.5,
             "torch_threads": torch_threads,
-            "batching": {"max_batch_size": batch, "batch_wait_timeout_s": 0.005},
+            "batching": {"max_batch_size": batch, "batch_wait_timeout_s": batch_wait_s},
             "defaults": {"temperature": 0.0, "max_tokens": 32},
             "max_ongoing_requests": 64,
         }
 
     return {
+        "auth": {"enabled": False},
         "ingress": {"num_cpus": 0.1},
         "models": [entry("bench-b8", 8), entry("bench-b1", 1)],
         "ledger": {"url": f"sqlite:///{tempfile.mkdtemp()}/usage.db"},
@@ -85,7 +86,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
              log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": options.port})
     try:
-        serve.run(build_app(gateway_args(options.model, options.torch_threads)),
+        serve.run(build_app(gateway_args(options.model, options.torch_threads, options.batch_wait_s)),
                   name="bench", route_prefix="/")
         base = f"http://127.0.0.1:{options.port}"
         prompts = [prompt for prompt, _ in build_corpus()]
@@ -97,7 +98,9 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                 results[model_id].append(asyncio.run(
                     drive(base, model_id, prompts, 16, options.requests, options.max_tokens)))
         single = asyncio.run(drive(base, "bench-b8", prompts, 1, 30, options.max_tokens))
-        return {"c16": results, "c1": single}
+        status = httpx.get(f"{base}/api/v1/status").json()["models"]
+        batch = {m["id"]: m["average_batch_size"] for m in status}
+        return {"c16": results, "c1": single, "average_batch_size": batch}
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -114,6 +117,7 @@ def summarize(report: dict[str, Any]) -> str:
     ratio = medians["bench-b8"]["rps"] / medians["bench-b1"]["rps"]
     lines.append(f"\nthroughput ratio batch 8 / batch 1 at c=16: **{ratio:.2f}x**")
     lines.append(f"c=1 p50 (batch 8 deployment): {report['c1']['p50_ms']:.1f} ms")
+    lines.append(f"average batch size over the run: {report['average_batch_size']}")
     return "\n".join(lines)
 
 
@@ -125,9 +129,24 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--batch-wait-s", type=float, default=0.005,
+                        help="batch_wait_timeout_s of both deployments")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument(
+        "--untrained", metavar="LAYERSxWIDTH",
+        help="serve a random model of this size (e.g. 6x512) over the demo tokenizer that never "
+             "stops early, so every request decodes --max-tokens tokens (compute-bound case)",
+    )
     options = parser.parse_args()
     options.model = options.model.resolve()
+    if options.untrained:
+        from deployments.demo_model import save_untrained_model
+
+        layers, width = (int(part) for part in options.untrained.lower().split("x"))
+        options.model = save_untrained_model(
+            options.model, Path(tempfile.mkdtemp()) / "untrained", n_layer=layers, n_embd=width,
+            n_head=max(1, width // 64),
+        )
     report = run(options)
     if options.json:
         options.json.write_text(json.dumps(report, indent=2))

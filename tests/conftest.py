@@ -40,22 +40,9 @@ def demo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def random_model_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained GPT-2 over the demo tokenizer: greedy decoding runs to max_tokens, which
     is what time-to-first-token and disconnect tests need (the demo model stops at once)."""
-    import torch
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+    from deployments.demo_model import save_untrained_model
 
-    out = tmp_path_factory.mktemp("models") / "random"
-    tokenizer = AutoTokenizer.from_pretrained(demo_model_dir)
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=512, n_embd=64, n_layer=2,
-                        n_head=2, eos_token_id=tokenizer.eos_token_id,
-                        bos_token_id=tokenizer.eos_token_id)
-    model = GPT2LMHeadModel(config)
-    with torch.no_grad():  # make EOS unreachable so every row runs to its max_tokens
-        model.transformer.wte.weight[tokenizer.eos_token_id] = -100.0 * model.lm_head.weight.abs(
-        ).mean(dim=0)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return save_untrained_model(demo_model_dir, tmp_path_factory.mktemp("models") / "random")
 
 
 @pytest.fixture(scope="session")
