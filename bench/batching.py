@@ -44,8 +44,9 @@ def gateway_args(model: Path, torch_threads: int, batch_wait_s: float) -> dict[s
     }
 
 
-async def drive(base_url: str, model_id: str, prompts: list[str], concurrency: int,
-                total: int, max_tokens: int) -> dict[str, float]:
+async def drive(
+    base_url: str, model_id: str, prompts: list[str], concurrency: int, total: int, max_tokens: int
+) -> dict[str, float]:
     latencies: list[float] = []
     tokens = 0
     queue = iter(range(total))
@@ -53,8 +54,11 @@ async def drive(base_url: str, model_id: str, prompts: list[str], concurrency: i
     async def worker(client: httpx.AsyncClient) -> None:
         nonlocal tokens
         for index in queue:
-            body = {"prompt": prompts[index % len(prompts)], "model_id": model_id,
-                    "max_tokens": max_tokens}
+            body = {
+                "prompt": prompts[index % len(prompts)],
+                "model_id": model_id,
+                "max_tokens": max_tokens,
+            }
             started = time.perf_counter()
             response = await client.post("/api/v1/generate", json=body)
             latencies.append((time.perf_counter() - started) * 1000)
@@ -82,12 +86,16 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     from serve_app.builder import build_app
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=100 * 1024**2,
-             log_to_driver=False)
+    ray.init(
+        num_cpus=4, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False
+    )
     serve.start(http_options={"host": "127.0.0.1", "port": options.port})
     try:
-        serve.run(build_app(gateway_args(options.model, options.torch_threads, options.batch_wait_s)),
-                  name="bench", route_prefix="/")
+        serve.run(
+            build_app(gateway_args(options.model, options.torch_threads, options.batch_wait_s)),
+            name="bench",
+            route_prefix="/",
+        )
         base = f"http://127.0.0.1:{options.port}"
         prompts = [prompt for prompt, _ in build_corpus()]
         results: dict[str, list[dict[str, float]]] = {"bench-b8": [], "bench-b1": []}
@@ -95,8 +103,11 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
             asyncio.run(drive(base, model_id, prompts, 16, 32, options.max_tokens))
         for _ in range(options.rounds):
             for model_id in results:
-                results[model_id].append(asyncio.run(
-                    drive(base, model_id, prompts, 16, options.requests, options.max_tokens)))
+                results[model_id].append(
+                    asyncio.run(
+                        drive(base, model_id, prompts, 16, options.requests, options.max_tokens)
+                    )
+                )
         single = asyncio.run(drive(base, "bench-b8", prompts, 1, 30, options.max_tokens))
         status = httpx.get(f"{base}/api/v1/status").json()["models"]
         batch = {m["id"]: m["average_batch_size"] for m in status}
@@ -112,8 +123,10 @@ def summarize(report: dict[str, Any]) -> str:
     for model_id, rounds in report["c16"].items():
         med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
         medians[model_id] = med
-        lines.append(f"| {model_id} (c=16) | {med['rps']:.1f} | {med['tokens_per_s']:.1f} | "
-                     f"{med['p50_ms']:.1f} | {med['p99_ms']:.1f} |")
+        lines.append(
+            f"| {model_id} (c=16) | {med['rps']:.1f} | {med['tokens_per_s']:.1f} | "
+            f"{med['p50_ms']:.1f} | {med['p99_ms']:.1f} |"
+        )
     ratio = medians["bench-b8"]["rps"] / medians["bench-b1"]["rps"]
     lines.append(f"\nthroughput ratio batch 8 / batch 1 at c=16: **{ratio:.2f}x**")
     lines.append(f"c=1 p50 (batch 8 deployment): {report['c1']['p50_ms']:.1f} ms")
@@ -129,13 +142,15 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--batch-wait-s", type=float, default=0.005,
-                        help="batch_wait_timeout_s of both deployments")
+    parser.add_argument(
+        "--batch-wait-s", type=float, default=0.005, help="batch_wait_timeout_s of both deployments"
+    )
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument(
-        "--untrained", metavar="LAYERSxWIDTH",
+        "--untrained",
+        metavar="LAYERSxWIDTH",
         help="serve a random model of this size (e.g. 6x512) over the demo tokenizer that never "
-             "stops early, so every request decodes --max-tokens tokens (compute-bound case)",
+        "stops early, so every request decodes --max-tokens tokens (compute-bound case)",
     )
     options = parser.parse_args()
     options.model = options.model.resolve()
@@ -144,7 +159,10 @@ def main() -> None:
 
         layers, width = (int(part) for part in options.untrained.lower().split("x"))
         options.model = save_untrained_model(
-            options.model, Path(tempfile.mkdtemp()) / "untrained", n_layer=layers, n_embd=width,
+            options.model,
+            Path(tempfile.mkdtemp()) / "untrained",
+            n_layer=layers,
+            n_embd=width,
             n_head=max(1, width // 64),
         )
     report = run(options)

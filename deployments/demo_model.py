@@ -371,8 +371,14 @@ if __name__ == "__main__":
 
 
 def save_untrained_model(
-    tokenizer_dir: Path, out_dir: Path, *, n_layer: int = 2, n_embd: int = 64, n_head: int = 2,
-    n_positions: int = 512, seed: int = 0,
+    tokenizer_dir: Path,
+    out_dir: Path,
+    *,
+    n_layer: int = 2,
+    n_embd: int = 64,
+    n_head: int = 2,
+    n_positions: int = 512,
+    seed: int = 0,
 ) -> Path:
     """A random GPT-2 over a trained tokenizer that never emits EOS: greedy decoding always
     runs to max_tokens. Used where generation length must be known (streaming tests, the
@@ -382,8 +388,15 @@ def save_untrained_model(
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(seed)
     eos = tokenizer.eos_token_id
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd,
-                        n_layer=n_layer, n_head=n_head, eos_token_id=eos, bos_token_id=eos)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        eos_token_id=eos,
+        bos_token_id=eos,
+    )
     model = GPT2LMHeadModel(config)
     with torch.no_grad():  # EOS's output embedding points away from every hidden state
         model.transformer.wte.weight[eos] = -100.0 * model.lm_head.weight.abs().mean(dim=0)

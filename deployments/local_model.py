@@ -55,7 +55,8 @@ def load_hf_model(config: LocalModelConfig) -> LoadedModel:
     device = resolve_device(config)
     dtype = resolve_dtype(config, device)
     tokenizer = AutoTokenizer.from_pretrained(config.path, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(config.path, dtype=dtype).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(config.path, dtype=dtype)
+    model = model.to(device).eval()
     hf_config = model.config
     max_context = int(
         getattr(hf_config, "max_position_embeddings", None)
@@ -111,8 +112,8 @@ class LocalModelServer:
         batching = BatchingConfig.model_validate(user_config)
         self.batching = batching
         for batched in (self._generate_batch, self._stream_batch):
-            batched.set_max_batch_size(batching.max_batch_size)  # type: ignore[attr-defined]
-            batched.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)  # type: ignore[attr-defined]
+            batched.set_max_batch_size(batching.max_batch_size)
+            batched.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
 
     @staticmethod
     def _item(params: GenerationParams) -> _BatchItem:
@@ -155,10 +156,14 @@ class LocalModelServer:
         # Rows that failed validation get their error once, then end; the rest decode.
         pending: list[Any] = [p if isinstance(p, GatewayError) else None for p in prepared]
         runnable = [i for i, p in enumerate(prepared) if not isinstance(p, GatewayError)]
-        steps = self.engine.stream(
-            [prepared[i] for i in runnable],  # type: ignore[misc]
-            [items[i].sampling for i in runnable],
-        ) if runnable else iter(())
+        steps = (
+            self.engine.stream(
+                [prepared[i] for i in runnable],
+                [items[i].sampling for i in runnable],
+            )
+            if runnable
+            else iter(())
+        )
         done = [False] * len(items)
         while not all(done):
             rows = await asyncio.to_thread(next, steps, None)
@@ -261,4 +266,3 @@ class LocalModelServer:
             "average_batch_size": round(average, 3),
             "max_batch_size": self.batching.max_batch_size,
         }
-

@@ -110,9 +110,7 @@ async def openai_stream(stream: Any, model: CommercialModelConfig) -> AsyncItera
     yield StreamChunk("", finish, input_tokens, output_tokens, served)
 
 
-async def anthropic_stream(
-    stream: Any, model: CommercialModelConfig
-) -> AsyncIterator[StreamChunk]:
+async def anthropic_stream(stream: Any, model: CommercialModelConfig) -> AsyncIterator[StreamChunk]:
     """Text deltas from Anthropic's raw message events, then the usage and stop reason."""
     finish, input_tokens, output_tokens, served = "stop", 0, 0, model.upstream_model
     async for event in stream:

@@ -24,16 +24,26 @@ def create_app(gateway: Gateway, behind_serve_proxy: bool = False) -> FastAPI:
         app.include_router(module.router)
     if config.security.cors_origins:
         app.add_middleware(
-            CORSMiddleware,  # type: ignore[arg-type]
+            CORSMiddleware,
             allow_origins=config.security.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["authorization", "x-api-key", "content-type", "x-request-id",
-                           "anthropic-version"],
-            expose_headers=["x-request-id", "retry-after", "x-ratelimit-limit-requests",
-                            "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"],
+            allow_headers=[
+                "authorization",
+                "x-api-key",
+                "content-type",
+                "x-request-id",
+                "anthropic-version",
+            ],
+            expose_headers=[
+                "x-request-id",
+                "retry-after",
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
         )
     app.add_middleware(
-        RequestContextMiddleware,  # type: ignore[arg-type]
+        RequestContextMiddleware,
         max_body_bytes=config.ingress.max_body_bytes,
         proxy_echoes_request_id=behind_serve_proxy,
         trusted_proxies=parse_networks(config.security.trusted_proxies),

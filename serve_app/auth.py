@@ -94,10 +94,13 @@ def client_ip(peer: str, forwarded_for: str | None, trusted: tuple[Network, ...]
     return hops[0] if hops else peer
 
 
-def came_over_https(scheme: str, peer: str, forwarded_proto: str | None,
-                    trusted: tuple[Network, ...]) -> bool:
+def came_over_https(
+    scheme: str, peer: str, forwarded_proto: str | None, trusted: tuple[Network, ...]
+) -> bool:
     if scheme == "https":
         return True
-    return bool(forwarded_proto) and _trusted(peer, trusted) and (
-        forwarded_proto or ""
-    ).split(",")[0].strip().lower() == "https"
+    return (
+        bool(forwarded_proto)
+        and _trusted(peer, trusted)
+        and (forwarded_proto or "").split(",")[0].strip().lower() == "https"
+    )

@@ -9,6 +9,7 @@ from typing import Any
 
 from ray import serve
 from ray.serve import Application
+from ray.serve.deployment import Deployment
 
 from deployments.local_model import LocalModelServer
 from deployments.provider_proxy import ProviderProxy
@@ -26,10 +27,16 @@ LIMITER_OPTIONS: dict[str, Any] = {
 }
 
 
+def as_deployment(cls: type) -> Deployment:
+    """`serve.deployment(cls)`, typed (its overloads confuse type checkers)."""
+    deployment: Deployment = serve.deployment(cls)  # type: ignore[assignment]
+    return deployment
+
+
 def local_model_deployment(model: LocalModelConfig) -> Application:
     options = model.serve_options()
     options["ray_actor_options"].update(num_gpus=model.num_gpus, resources=model.resources)
-    deployment = serve.deployment(LocalModelServer).options(
+    deployment = as_deployment(LocalModelServer).options(
         name=model.id,
         user_config=model.batching.model_dump(),
         **options,
@@ -38,7 +45,7 @@ def local_model_deployment(model: LocalModelConfig) -> Application:
 
 
 def limiter_deployment() -> Application:
-    return serve.deployment(RateLimiter).options(name=LIMITER_NAME, **LIMITER_OPTIONS).bind()
+    return as_deployment(RateLimiter).options(name=LIMITER_NAME, **LIMITER_OPTIONS).bind()
 
 
 def provider_deployments(config: GatewayConfig, limiter: Application) -> dict[str, Application]:
@@ -51,9 +58,7 @@ def provider_deployments(config: GatewayConfig, limiter: Application) -> dict[st
         models = [m.model_dump(mode="json") for m in commercial.models if m.provider == name]
         if not provider.enabled or not models:
             continue
-        deployment = serve.deployment(ProviderProxy).options(
-            name=name, **provider.serve_options()
-        )
+        deployment = as_deployment(ProviderProxy).options(name=name, **provider.serve_options())
         bound[name] = deployment.bind(name, provider.model_dump(mode="json"), models, limiter)
     return bound
 
@@ -69,7 +74,7 @@ def bind_graph(config: GatewayConfig) -> Application:
     handles = {model.id: local_model_deployment(model) for model in config.models}
     if limiter is not None:
         handles.update(provider_deployments(config, limiter))
-    ingress = serve.deployment(serve.ingress()(GatewayIngress)).options(
+    ingress = as_deployment(serve.ingress()(GatewayIngress)).options(
         name=INGRESS_NAME, **config.ingress.serve_options()
     )
     ingress_limiter = limiter if config.rate_limits.backend == "ray" else None

@@ -1,6 +1,6 @@
 """The model catalog as the ingress sees it: model id -> where to send it and what it costs."""
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -99,7 +99,7 @@ class ModelCatalog:
             raise model_not_found(model_id)
         return route
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[ModelRoute]:
         return iter(self._routes.values())
 
     def __len__(self) -> int:

@@ -287,4 +287,3 @@ class GatewayConfig(StrictModel):
                 raise ValueError(f"model id {model.id!r} is reserved for a gateway deployment")
             seen.add(model.id)
         return self
-

@@ -113,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         local = sum(len(c.models) for c in configs)
         commercial = sum(len(c.commercial.models) for c in configs if c.commercial)
-        print(f"{path}: ok ({len(configs)} application(s), {local} local and "
-              f"{commercial} commercial model(s))")
+        print(
+            f"{path}: ok ({len(configs)} application(s), {local} local and "
+            f"{commercial} commercial model(s))"
+        )
     return 0
 
 

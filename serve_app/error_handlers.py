@@ -45,9 +45,7 @@ def validation_error(exc: RequestValidationError) -> GatewayError:
     """One readable message naming the first offending field."""
     first = exc.errors()[0] if exc.errors() else {}
     if first.get("type") == "json_invalid":
-        return InvalidRequestError(
-            "The request body is not valid JSON.", code="invalid_json"
-        )
+        return InvalidRequestError("The request body is not valid JSON.", code="invalid_json")
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
     param = ".".join(location) or None
     message = str(first.get("msg", "Invalid request."))

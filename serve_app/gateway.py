@@ -94,8 +94,8 @@ class Gateway:
             model_id=route.model_id,
             prompt=prompt,
             max_tokens=resolved_max,
-            temperature=_first_set(temperature, defaults and defaults.temperature),
-            top_p=_first_set(top_p, defaults and defaults.top_p),
+            temperature=_first_set(temperature, defaults.temperature if defaults else None),
+            top_p=_first_set(top_p, defaults.top_p if defaults else None),
             stop=self.check_stop(stop or []),
             messages=messages,
         )
@@ -185,12 +185,23 @@ class Gateway:
         )
         if ctx.key is not None and self.admission.keys is not None and cost:
             self.admission.keys.add_spend(ctx.key.id, cost)
-        ctx.log.update(model=route.model_id, provider=route.provider, input_tokens=input_tokens,
-                       output_tokens=output_tokens, cost_usd=cost)
+        ctx.log.update(
+            model=route.model_id,
+            provider=route.provider,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost,
+        )
         if self.metrics is not None:
             self.metrics.record_request(
-                route.model_id, route.provider, str(_status(output, error)), latency_ms,
-                input_tokens, output_tokens, cost, error.error_type if error else None,
+                route.model_id,
+                route.provider,
+                str(_status(output, error)),
+                latency_ms,
+                input_tokens,
+                output_tokens,
+                cost,
+                error.error_type if error else None,
             )
         return latency_ms, cost
 

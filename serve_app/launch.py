@@ -1,6 +1,6 @@
 """`make run`: validate a Serve config, apply `PORT`, print how to get a key, `serve run` it.
 
-    python -m serve_app.launch configs/local.yaml
+python -m serve_app.launch configs/local.yaml
 """
 
 import os
@@ -34,10 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("PORT"):
         http["port"] = int(os.environ["PORT"])
     auth_on = any(config.auth.enabled for config in configs)
-    auth_line = ("  auth: ON (every model route needs a key)" if auth_on
-                 else "  auth: OFF for this demo config (set auth.enabled: true to require keys)")
-    print(KEY_HINT.format(host=http.get("host", "127.0.0.1"), port=http.get("port", 8000),
-                          auth_line=auth_line), flush=True)
+    auth_line = (
+        "  auth: ON (every model route needs a key)"
+        if auth_on
+        else "  auth: OFF for this demo config (set auth.enabled: true to require keys)"
+    )
+    print(
+        KEY_HINT.format(
+            host=http.get("host", "127.0.0.1"), port=http.get("port", 8000), auth_line=auth_line
+        ),
+        flush=True,
+    )
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         yaml.safe_dump(document, handle)
     serve = Path(sys.executable).with_name("serve")

@@ -48,14 +48,17 @@ GROUP BY provider, model_id ORDER BY provider, model_id
 """
 
 
-def summary_query(mark: str, since: float | None, until: float | None,
-                  key_id: str | None) -> tuple[str, tuple[Any, ...]]:
+def summary_query(
+    mark: str, since: float | None, until: float | None, key_id: str | None
+) -> tuple[str, tuple[Any, ...]]:
     """The usage summary SQL for a paramstyle mark, optionally for one key only."""
     params: tuple[Any, ...] = (since or 0.0, until or FAR_FUTURE)
     key_filter = ""
     if key_id is not None:
         key_filter, params = f"AND key_id = {mark}", (*params, key_id)
     return SUMMARY_SQL.format(p=mark, key_filter=key_filter), params
+
+
 FAR_FUTURE = 1e12
 
 

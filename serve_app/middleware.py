@@ -85,19 +85,25 @@ class RequestContextMiddleware:
         self.max_body_bytes = max_body_bytes
         self.proxy_echoes_request_id = proxy_echoes_request_id
         self.trusted_proxies = trusted_proxies
-        self.hsts = (b"strict-transport-security",
-                     f"max-age={hsts_max_age_s}; includeSubDomains".encode())
+        self.hsts = (
+            b"strict-transport-security",
+            f"max-age={hsts_max_age_s}; includeSubDomains".encode(),
+        )
         self.access_log = access_log
 
     def _client(self, scope: Scope) -> tuple[str, bool]:
         peer = (scope.get("client") or ("", 0))[0] or ""
         forwarded_for = _header(scope["headers"], b"x-forwarded-for")
         forwarded_proto = _header(scope["headers"], b"x-forwarded-proto")
-        ip = client_ip(peer, forwarded_for.decode("latin-1") if forwarded_for else None,
-                       self.trusted_proxies)
-        https = came_over_https(scope.get("scheme", "http"), peer,
-                                forwarded_proto.decode("latin-1") if forwarded_proto else None,
-                                self.trusted_proxies)
+        ip = client_ip(
+            peer, forwarded_for.decode("latin-1") if forwarded_for else None, self.trusted_proxies
+        )
+        https = came_over_https(
+            scope.get("scheme", "http"),
+            peer,
+            forwarded_proto.decode("latin-1") if forwarded_proto else None,
+            self.trusted_proxies,
+        )
         return ip, https
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -123,11 +129,16 @@ class RequestContextMiddleware:
                 started = True
                 log["status"] = message["status"]
                 message["headers"] = [
-                    *message.get("headers", ()), *extra, *state["rate_limit_headers"]
+                    *message.get("headers", ()),
+                    *extra,
+                    *state["rate_limit_headers"],
                 ]
             await send(message)
-            if (message["type"] == "http.response.body" and not message.get("more_body")
-                    and self.access_log):
+            if (
+                message["type"] == "http.response.body"
+                and not message.get("more_body")
+                and self.access_log
+            ):
                 self._log_access(scope, request_id, ip, log, began)
 
         try:

@@ -79,9 +79,7 @@ class DeploymentProbe:
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:
         """Ready when every local model deployment answers; providers never block readiness."""
-        local = sorted(
-            {r.deployment for r in self.gateway.catalog if r.model_type == "fine_tuned"}
-        )
+        local = sorted({r.deployment for r in self.gateway.catalog if r.model_type == "fine_tuned"})
         results = await asyncio.gather(*(self.describe(name) for name in local))
         not_ready = {
             name: str(result.get("unavailable_reason"))

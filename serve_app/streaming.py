@@ -112,8 +112,12 @@ class ChunkStream:
             return
         self._accounted = True
         latency, cost = self.account(
-            self.route, self.params.request_id, self.ctx, self.started,
-            self.result.output(), error,
+            self.route,
+            self.params.request_id,
+            self.ctx,
+            self.started,
+            self.result.output(),
+            error,
         )
         self.result.latency_ms, self.result.cost_usd = latency, cost
 

@@ -69,8 +69,12 @@ def ray_cluster() -> Iterator[dict[str, Any]]:
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
-        yield {"port": port, "base_url": f"http://127.0.0.1:{port}",
-               "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics", "temp_dir": temp_dir}
+        yield {
+            "port": port,
+            "base_url": f"http://127.0.0.1:{port}",
+            "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics",
+            "temp_dir": temp_dir,
+        }
     finally:
         serve.shutdown()
         ray.shutdown()

@@ -1,5 +1,7 @@
 """Anthropic-compatible route: `/v1/messages` (errors in Anthropic's own shape)."""
 
+from typing import Any
+
 from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
@@ -11,13 +13,22 @@ from serve_app.routes.sse import SSEFormat, sse_response
 from serve_app.schemas.anthropic import AnthropicErrorResponse, AnthropicMessage, MessagesRequest
 
 router = APIRouter(prefix="/v1", tags=["anthropic"])
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": AnthropicErrorResponse, "description": text}
-    for code, text in {400: "Invalid request", 404: "Unknown model", 413: "Too large",
-                       429: "Rate limited", 500: "API error", 502: "Upstream failed",
-                       503: "Overloaded", 504: "Timeout"}.items()
+    for code, text in {
+        400: "Invalid request",
+        404: "Unknown model",
+        413: "Too large",
+        429: "Rate limited",
+        500: "API error",
+        502: "Upstream failed",
+        503: "Overloaded",
+        504: "Timeout",
+    }.items()
 }
-STREAM_DOC = {200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE events"}}
+STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE events"}
+}
 
 
 @router.post("/messages", response_model=AnthropicMessage, responses={**ERRORS, **STREAM_DOC})
@@ -28,8 +39,13 @@ async def messages(
 ) -> Response:
     rid = ctx.request_id
     route, params = gateway.prepare(
-        body.model, rid, messages=body.chat_messages(), max_tokens=body.max_tokens,
-        temperature=body.temperature, top_p=body.top_p, stop=body.stop_list(),
+        body.model,
+        rid,
+        messages=body.chat_messages(),
+        max_tokens=body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=body.stop_list(),
     )
     await gateway.admission.admit(ctx, route, params)
     message_id = f"msg_{rid}"

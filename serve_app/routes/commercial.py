@@ -59,9 +59,7 @@ async def commercial_usage(
     return json_response(usage_report(rows, since, until))
 
 
-def usage_report(
-    rows: list[dict], since: dt.datetime | None, until: dt.datetime | None
-) -> dict:
+def usage_report(rows: list[dict], since: dt.datetime | None, until: dt.datetime | None) -> dict:
     providers: dict[str, dict] = {}
     for row in rows:
         total = providers.setdefault(

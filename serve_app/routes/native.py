@@ -1,6 +1,7 @@
 """The native API (`/api/v1`): thin routes that validate, call the gateway, shape the answer."""
 
 import json
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
@@ -24,7 +25,7 @@ from serve_app.schemas.native import (
 )
 from serve_app.streaming import StreamResult
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
         400: "Invalid request",
@@ -102,8 +103,9 @@ def native_sse(gateway: Gateway, route: ModelRoute, rid: str) -> SSEFormat:
     """`data: {"text": delta}` frames, then the full native response, then `[DONE]`."""
 
     def end(result: StreamResult) -> bytes:
-        body = gateway.shape_response(route, result.output(), result.latency_ms,
-                                      result.cost_usd, rid)
+        body = gateway.shape_response(
+            route, result.output(), result.latency_ms, result.cost_usd, rid
+        )
         body["metrics"]["time_to_first_token_ms"] = round(result.first_token_ms or 0.0, 3)
         return sse_data(body) + SSE_DONE
 

@@ -1,6 +1,7 @@
 """OpenAI-compatible routes: `/v1/chat/completions`, `/v1/completions`, `/v1/models`."""
 
 import time
+from typing import Any
 
 from fastapi import APIRouter, Depends
 from starlette.responses import Response
@@ -25,7 +26,9 @@ from serve_app.schemas.openai import (
 )
 
 router = APIRouter(prefix="/v1", tags=["openai"])
-STREAM_DOC = {200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE chunks"}}
+STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE chunks"}
+}
 
 
 def _openai_sse(fmt: OpenAIChatStream | OpenAICompletionStream) -> SSEFormat:
@@ -45,8 +48,13 @@ async def chat_completions(
 ) -> Response:
     rid = ctx.request_id
     route, params = gateway.prepare(
-        body.model, rid, messages=body.chat_messages(), max_tokens=body.resolved_max_tokens(),
-        temperature=body.temperature, top_p=body.top_p, stop=body.stop_list(),
+        body.model,
+        rid,
+        messages=body.chat_messages(),
+        max_tokens=body.resolved_max_tokens(),
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=body.stop_list(),
     )
     await gateway.admission.admit(ctx, route, params)
     completion_id, created = f"chatcmpl-{rid}", int(time.time())
@@ -56,8 +64,9 @@ async def chat_completions(
         return sse_response(stream, first, _openai_sse(fmt))
     output, _, _ = await gateway.call_model(route, params, ctx)
     return json_response(
-        openai_chat_completion(output, model=body.model, completion_id=completion_id,
-                               created=created)
+        openai_chat_completion(
+            output, model=body.model, completion_id=completion_id, created=created
+        )
     )
 
 
@@ -69,8 +78,13 @@ async def completions(
 ) -> Response:
     rid = ctx.request_id
     route, params = gateway.prepare(
-        body.model, rid, prompt=body.prompt_text(), max_tokens=body.max_tokens,
-        temperature=body.temperature, top_p=body.top_p, stop=body.stop_list(),
+        body.model,
+        rid,
+        prompt=body.prompt_text(),
+        max_tokens=body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=body.stop_list(),
     )
     await gateway.admission.admit(ctx, route, params)
     completion_id, created = f"cmpl-{rid}", int(time.time())
@@ -88,6 +102,8 @@ async def completions(
 async def models(
     gateway: Gateway = Depends(get_gateway), _: RequestContext = Depends(get_context)
 ) -> Response:
-    owners = [(r.model_id, "llm-gateway" if r.provider == "local" else r.provider)
-              for r in gateway.catalog]
+    owners = [
+        (r.model_id, "llm-gateway" if r.provider == "local" else r.provider)
+        for r in gateway.catalog
+    ]
     return json_response(openai_model_list(owners, int(gateway.started_wall)))

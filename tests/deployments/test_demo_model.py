@@ -31,7 +31,6 @@ from deployments.demo_model import (
     build_model,
     main,
     model_exists,
-    train_demo_model,
 )
 
 CHAT_CASES = [

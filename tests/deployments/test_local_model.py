@@ -17,7 +17,10 @@ from serve_app.schemas.internal import ChatMessage, GenerationParams, StreamChun
 
 def params(**overrides: Any) -> GenerationParams:
     base: dict[str, Any] = {
-        "request_id": "r", "model_id": "demo", "prompt": SAMPLE_PROMPT, "max_tokens": 16,
+        "request_id": "r",
+        "model_id": "demo",
+        "prompt": SAMPLE_PROMPT,
+        "max_tokens": 16,
         "temperature": 0.0,
     }
     return GenerationParams(**{**base, **overrides})
@@ -29,8 +32,9 @@ def outside_serve() -> Any:
     from ray.serve.batching import _BatchQueue
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests",
-                      lambda self: None)
+        patch.setattr(
+            _BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda self: None
+        )
         yield
 
 
@@ -43,8 +47,11 @@ def runner() -> Any:
 
 @pytest.fixture(scope="module")
 def server(outside_serve: Any, demo_model_dir: Path) -> LocalModelServer:
-    config = {"id": "demo", "path": str(demo_model_dir),
-              "batching": {"max_batch_size": 8, "batch_wait_timeout_s": 0.05}}
+    config = {
+        "id": "demo",
+        "path": str(demo_model_dir),
+        "batching": {"max_batch_size": 8, "batch_wait_timeout_s": 0.05},
+    }
     return LocalModelServer(config, loader=load_hf_model)
 
 
@@ -56,8 +63,11 @@ def test_concurrent_calls_batch_and_answer_like_single_calls(
     server: LocalModelServer, runner: asyncio.Runner
 ) -> None:
     async def scenario() -> list[Any]:
-        return list(await asyncio.gather(*(server.generate(params()) for _ in range(4)),
-                                         return_exceptions=False))
+        return list(
+            await asyncio.gather(
+                *(server.generate(params()) for _ in range(4)), return_exceptions=False
+            )
+        )
 
     before = server.batched_requests, server.batches
     outputs = runner.run(scenario())
@@ -104,10 +114,17 @@ def random_model_loader(config: LocalModelConfig) -> LoadedModel:
     """A random GPT-2 over the demo tokenizer: it never says EOS on purpose, so it runs long."""
     loaded = load_hf_model(config)
     torch.manual_seed(0)
-    model_config = GPT2Config(vocab_size=len(loaded.tokenizer), n_positions=512, n_embd=64,
-                              n_layer=2, n_head=2, eos_token_id=None)
-    return LoadedModel(GPT2LMHeadModel(model_config).eval(), loaded.tokenizer, loaded.device,
-                       512, loaded.metadata)
+    model_config = GPT2Config(
+        vocab_size=len(loaded.tokenizer),
+        n_positions=512,
+        n_embd=64,
+        n_layer=2,
+        n_head=2,
+        eos_token_id=None,
+    )
+    return LoadedModel(
+        GPT2LMHeadModel(model_config).eval(), loaded.tokenizer, loaded.device, 512, loaded.metadata
+    )
 
 
 def test_closing_a_stream_stops_its_decode_within_a_step(

@@ -75,7 +75,10 @@ def test_parse_responses_into_one_shape() -> None:
     )
     out = parse_openai_chat(oa, MODEL)
     assert (out.text, out.input_tokens, out.output_tokens, out.finish_reason) == (
-        "yo", 3, 2, "length"
+        "yo",
+        3,
+        2,
+        "length",
     )
     an = SimpleNamespace(
         model="up-1",
@@ -85,7 +88,10 @@ def test_parse_responses_into_one_shape() -> None:
     )
     out = parse_anthropic(an, MODEL)
     assert (out.text, out.input_tokens, out.output_tokens, out.finish_reason) == (
-        "ab", 4, 1, "stop"
+        "ab",
+        4,
+        1,
+        "stop",
     )
 
 
@@ -98,23 +104,48 @@ def status_error(cls: type, status: int, body: Any, headers: dict[str, str] | No
 @pytest.mark.parametrize(
     ("exc", "status", "error_type"),
     [
-        (status_error(openai.AuthenticationError, 401, {"error": {"code": "invalid_api_key"}}),
-         502, "upstream_authentication_error"),
-        (status_error(anthropic.AuthenticationError, 401, {"type": "error"}),
-         502, "upstream_authentication_error"),
-        (status_error(openai.RateLimitError, 429, {"error": {"code": "insufficient_quota"}}),
-         502, "upstream_quota_exceeded"),
-        (status_error(openai.RateLimitError, 429, {"error": {"code": "rate_limit"}},
-                      {"retry-after": "3"}), 429, "upstream_rate_limit_error"),
+        (
+            status_error(openai.AuthenticationError, 401, {"error": {"code": "invalid_api_key"}}),
+            502,
+            "upstream_authentication_error",
+        ),
+        (
+            status_error(anthropic.AuthenticationError, 401, {"type": "error"}),
+            502,
+            "upstream_authentication_error",
+        ),
+        (
+            status_error(openai.RateLimitError, 429, {"error": {"code": "insufficient_quota"}}),
+            502,
+            "upstream_quota_exceeded",
+        ),
+        (
+            status_error(
+                openai.RateLimitError, 429, {"error": {"code": "rate_limit"}}, {"retry-after": "3"}
+            ),
+            429,
+            "upstream_rate_limit_error",
+        ),
         (status_error(openai.InternalServerError, 500, None), 502, "upstream_error"),
-        (status_error(anthropic.BadRequestError, 400,
-                      {"type": "error", "error": {"type": "invalid_request_error",
-                                                  "message": "bad"}}),
-         400, "invalid_request_error"),
-        (openai.APITimeoutError(httpx2.Request("POST", "http://127.0.0.1")), 504,
-         "upstream_timeout"),
-        (anthropic.APIConnectionError(request=httpx2.Request("POST", "http://127.0.0.1")),
-         502, "upstream_error"),
+        (
+            status_error(
+                anthropic.BadRequestError,
+                400,
+                {"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}},
+            ),
+            400,
+            "invalid_request_error",
+        ),
+        (
+            openai.APITimeoutError(httpx2.Request("POST", "http://127.0.0.1")),
+            504,
+            "upstream_timeout",
+        ),
+        (
+            anthropic.APIConnectionError(request=httpx2.Request("POST", "http://127.0.0.1")),
+            502,
+            "upstream_error",
+        ),
     ],
 )
 def test_sdk_errors_map_to_gateway_errors(exc: Exception, status: int, error_type: str) -> None:

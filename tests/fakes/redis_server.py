@@ -42,8 +42,19 @@ def redis_server(workdir: Path) -> Iterator[str]:
     if shutil.which("redis-server") is None:
         raise RuntimeError("redis-server is not installed (make test installs it)")
     port = free_port()
-    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-           "--appendonly", "no", "--dir", str(workdir)]
+    cmd = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_ping(port, proc)

@@ -40,8 +40,9 @@ def test_commercial_generate_has_the_native_shape_tokens_and_cost(
     price_out: float,
 ) -> None:
     prompt = "tell me three things about llamas"
-    response = generate(gateway, prompt=prompt, model_id=model_id, max_tokens=50,
-                        temperature=1.7, stop=["zzz"])
+    response = generate(
+        gateway, prompt=prompt, model_id=model_id, max_tokens=50, temperature=1.7, stop=["zzz"]
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     expected_text = fake_provider.reply_for(provider, upstream)  # type: ignore[arg-type]
@@ -84,12 +85,23 @@ def test_upstream_429_is_retried_honouring_retry_after(
         ({"fail_status": 429, "count": 3, "retry_after": 0.1}, 429, "upstream_rate_limit_error"),
         ({"fail_status": 500, "count": 3}, 502, "upstream_error"),
         ({"fail_status": 401, "count": 1}, 502, "upstream_authentication_error"),
-        ({"fail_status": 429, "count": 1, "error_type": "insufficient_quota",
-          "error_code": "insufficient_quota"}, 502, "upstream_quota_exceeded"),
+        (
+            {
+                "fail_status": 429,
+                "count": 1,
+                "error_type": "insufficient_quota",
+                "error_code": "insufficient_quota",
+            },
+            502,
+            "upstream_quota_exceeded",
+        ),
     ],
 )
 def test_upstream_failures_map_to_the_error_shape(
-    gateway: str, fake_provider: FakeProvider, script: dict[str, Any], status: int,
+    gateway: str,
+    fake_provider: FakeProvider,
+    script: dict[str, Any],
+    status: int,
     error_type: str,
 ) -> None:
     fake_provider.script(**script)
@@ -120,8 +132,11 @@ def test_timeout_is_504_and_malformed_body_is_502(
 async def _burst(base_url: str, count: int) -> list[httpx.Response]:
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
         body = {"prompt": "hi", "model_id": "gpt-limited"}
-        return list(await asyncio.gather(*(client.post("/api/v1/generate", json=body)
-                                           for _ in range(count))))
+        return list(
+            await asyncio.gather(
+                *(client.post("/api/v1/generate", json=body) for _ in range(count))
+            )
+        )
 
 
 def test_model_rpm_holds_across_two_proxy_replicas(gateway: str) -> None:
@@ -142,16 +157,18 @@ def test_commercial_catalog_test_and_usage_endpoints(
     fake_provider.script(500, 3)
     failed = generate(gateway, prompt="one", model_id="gpt-4o")
     assert (ok_openai.status_code, ok_claude.status_code, failed.status_code) == (200, 200, 502)
-    usage = httpx.get(f"{gateway}/api/v1/commercial/usage",
-                      params={"since": since.isoformat()}).json()
+    usage = httpx.get(
+        f"{gateway}/api/v1/commercial/usage", params={"since": since.isoformat()}
+    ).json()
     by_model = {row["model_id"]: row for row in usage["models"]}
     gpt = by_model["gpt-4o"]
     assert (gpt["requests"], gpt["errors"]) == (2, 1)
     assert gpt["input_tokens"] == ok_openai.json()["metrics"]["input_tokens"]
     assert gpt["cost_usd"] == pytest.approx(ok_openai.json()["metadata"]["cost_usd"])
     assert by_model["claude-sonnet-4-5"]["requests"] == 1
-    assert usage["providers"]["anthropic"]["output_tokens"] == (
-        ok_claude.json()["metrics"]["output_tokens"]
+    assert (
+        usage["providers"]["anthropic"]["output_tokens"]
+        == (ok_claude.json()["metrics"]["output_tokens"])
     )
     later = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
     empty = httpx.get(f"{gateway}/api/v1/commercial/usage", params={"since": later}).json()
@@ -159,8 +176,18 @@ def test_commercial_catalog_test_and_usage_endpoints(
 
     catalog = httpx.get(f"{gateway}/api/v1/commercial/models").json()["models"]
     ids = {m["id"] for m in catalog}
-    assert {"gpt-4", "gpt-3.5-turbo", "claude-3-opus", "claude-3-sonnet", "claude-3-haiku",
-            "gpt-4o", "gpt-4o-mini", "gpt-4.1", "claude-sonnet-4-5", "claude-haiku-4-5"} <= ids
+    assert {
+        "gpt-4",
+        "gpt-3.5-turbo",
+        "claude-3-opus",
+        "claude-3-sonnet",
+        "claude-3-haiku",
+        "gpt-4o",
+        "gpt-4o-mini",
+        "gpt-4.1",
+        "claude-sonnet-4-5",
+        "claude-haiku-4-5",
+    } <= ids
     mini = next(m for m in catalog if m["id"] == "gpt-4o-mini")
     assert mini["metadata"]["price"]["as_of"] and mini["status"] == "available"
 

@@ -39,9 +39,15 @@ def test_openai_chat_local_stream_equals_non_stream(oai: openai.OpenAI) -> None:
     assert full.choices[0].message.content == SAMPLE_ANSWER.strip()
     assert full.choices[0].finish_reason == "stop"
     assert full.usage is not None and full.usage.completion_tokens > 0
-    chunks = list(oai.chat.completions.create(
-        model="demo", messages=QUESTION, temperature=0, stream=True,
-        stream_options={"include_usage": True}))
+    chunks = list(
+        oai.chat.completions.create(
+            model="demo",
+            messages=QUESTION,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == full.choices[0].message.content
     assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 1
@@ -51,12 +57,15 @@ def test_openai_chat_local_stream_equals_non_stream(oai: openai.OpenAI) -> None:
 
 
 def test_openai_completions_and_models(oai: openai.OpenAI) -> None:
-    done = oai.completions.create(model="demo", prompt=SAMPLE_PROMPT, max_tokens=16,
-                                  temperature=0)
+    done = oai.completions.create(model="demo", prompt=SAMPLE_PROMPT, max_tokens=16, temperature=0)
     assert done.choices[0].text == SAMPLE_ANSWER
-    streamed = "".join(c.choices[0].text for c in oai.completions.create(
-        model="demo", prompt=SAMPLE_PROMPT, max_tokens=16, temperature=0, stream=True)
-        if c.choices)
+    streamed = "".join(
+        c.choices[0].text
+        for c in oai.completions.create(
+            model="demo", prompt=SAMPLE_PROMPT, max_tokens=16, temperature=0, stream=True
+        )
+        if c.choices
+    )
     assert streamed == SAMPLE_ANSWER
     ids = {m.id for m in oai.models.list()}
     assert {"demo", "random", "gpt-4o-mini", "claude-haiku-4-5"} <= ids
@@ -65,8 +74,9 @@ def test_openai_completions_and_models(oai: openai.OpenAI) -> None:
 def test_async_openai_streams_a_commercial_model(gateway: str, fake_provider: FakeProvider) -> None:
     async def scenario() -> tuple[str, str]:
         client = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key="x", max_retries=0)
-        stream = await client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION,
-                                                      stream=True)
+        stream = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=QUESTION, stream=True
+        )
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
         full = await client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
         return text, full.choices[0].message.content or ""
@@ -80,22 +90,25 @@ def test_anthropic_sdk_local_and_commercial(
 ) -> None:
     local = claude.messages.create(model="demo", max_tokens=16, messages=QUESTION)
     assert local.content[0].text == SAMPLE_ANSWER.strip() and local.stop_reason == "end_turn"
-    with claude.messages.stream(model="claude-haiku-4-5", max_tokens=64,
-                                messages=QUESTION) as stream:
+    with claude.messages.stream(
+        model="claude-haiku-4-5", max_tokens=64, messages=QUESTION
+    ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     expected = fake_provider.reply_for("anthropic", "claude-haiku-4-5-20251001")
     assert text == expected and final.usage.output_tokens == FakeProvider.count_tokens(expected)
     # an Anthropic-format request reaching an OpenAI model, translated both ways
-    crossed = claude.messages.create(model="gpt-4o-mini", max_tokens=64, messages=QUESTION,
-                                     system="be brief")
+    crossed = claude.messages.create(
+        model="gpt-4o-mini", max_tokens=64, messages=QUESTION, system="be brief"
+    )
     assert crossed.content[0].text == fake_provider.reply_for("openai", "gpt-4o-mini")
     sent = fake_provider.recorded()[-1]["json"]
     assert sent["messages"][0] == {"role": "system", "content": "be brief"}
 
 
-def test_errors_use_each_api_shape(oai: openai.OpenAI, claude: anthropic.Anthropic,
-                                   gateway: str) -> None:
+def test_errors_use_each_api_shape(
+    oai: openai.OpenAI, claude: anthropic.Anthropic, gateway: str
+) -> None:
     with pytest.raises(openai.NotFoundError) as openai_error:
         oai.chat.completions.create(model="nope", messages=QUESTION)
     assert openai_error.value.body["code"] == "model_not_found"  # type: ignore[index]

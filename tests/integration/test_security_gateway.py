@@ -26,8 +26,13 @@ def secure_args(fake: FakeProvider, db: Path, redis_url: str | None) -> dict[str
         "rate_limits": limits,
         "ingress": {"num_replicas": 2, "num_cpus": 0.1},
         "commercial": {
-            "openai": {"base_url": fake.openai_base_url, "rpm": 10_000, "num_cpus": 0.1,
-                       "autoscaling": None, "rate_limit_wait_s": 0},
+            "openai": {
+                "base_url": fake.openai_base_url,
+                "rpm": 10_000,
+                "num_cpus": 0.1,
+                "autoscaling": None,
+                "rate_limit_wait_s": 0,
+            },
             "anthropic": {"enabled": False},
         },
         "ledger": {"url": f"sqlite:///{db}", "flush_interval_s": 0.2},
@@ -64,8 +69,7 @@ class _no_redis:
 
 
 def create_key(base: str, **body: Any) -> dict[str, Any]:
-    response = httpx.post(f"{base}/api/v1/admin/keys", json={"name": "it", **body},
-                          headers=ADMIN)
+    response = httpx.post(f"{base}/api/v1/admin/keys", json={"name": "it", **body}, headers=ADMIN)
     assert response.status_code == 201, response.text
     return dict(response.json())
 
@@ -74,8 +78,7 @@ async def _burst(base: str, key: str, count: int) -> list[httpx.Response]:
     headers = {"Authorization": f"Bearer {key}"}
     body = {"prompt": "hi", "model_id": "gpt-4o-mini"}
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        calls = [client.post("/api/v1/generate", json=body, headers=headers)
-                 for _ in range(count)]
+        calls = [client.post("/api/v1/generate", json=body, headers=headers) for _ in range(count)]
         return list(await asyncio.gather(*calls))
 
 
@@ -101,8 +104,11 @@ def test_auth_errors_and_key_lifecycle(secure_gateway: str) -> None:
     assert denied.status_code == 403
     httpx.post(f"{secure_gateway}/api/v1/admin/keys/{scoped['id']}/disable", headers=ADMIN)
     time.sleep(1.2)
-    gone = httpx.post(url, json={**body, "model_id": "gpt-4o"},
-                      headers={"Authorization": f"Bearer {scoped['key']}"})
+    gone = httpx.post(
+        url,
+        json={**body, "model_id": "gpt-4o"},
+        headers={"Authorization": f"Bearer {scoped['key']}"},
+    )
     assert gone.status_code == 401 and gone.json()["error"]["code"] == "key_disabled"
 
 
@@ -112,9 +118,11 @@ def test_metrics_reach_rays_prometheus_port(
     key = create_key(secure_gateway)["key"]
     time.sleep(1.2)
     for _ in range(3):
-        response = httpx.post(f"{secure_gateway}/api/v1/generate",
-                              json={"prompt": "hi", "model_id": "gpt-4o-mini"},
-                              headers={"Authorization": f"Bearer {key}"})
+        response = httpx.post(
+            f"{secure_gateway}/api/v1/generate",
+            json={"prompt": "hi", "model_id": "gpt-4o-mini"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
         assert response.status_code == 200
     deadline = time.monotonic() + 30
     text = ""
@@ -129,13 +137,18 @@ def test_metrics_reach_rays_prometheus_port(
 def test_no_key_ever_reaches_a_log(secure_gateway: str, ray_cluster: dict[str, Any]) -> None:
     created = create_key(secure_gateway)
     time.sleep(1.2)
-    httpx.post(f"{secure_gateway}/api/v1/generate", json={"prompt": "a", "model_id": "gpt-4o"},
-               headers={"Authorization": f"Bearer {created['key']}"})
-    httpx.post(f"{secure_gateway}/api/v1/generate", json={"prompt": "a", "model_id": "gpt-4o"},
-               headers={"Authorization": "Bearer gw-not-a-real-key-but-secret"})
+    httpx.post(
+        f"{secure_gateway}/api/v1/generate",
+        json={"prompt": "a", "model_id": "gpt-4o"},
+        headers={"Authorization": f"Bearer {created['key']}"},
+    )
+    httpx.post(
+        f"{secure_gateway}/api/v1/generate",
+        json={"prompt": "a", "model_id": "gpt-4o"},
+        headers={"Authorization": "Bearer gw-not-a-real-key-but-secret"},
+    )
     time.sleep(1)
-    secrets = [created["key"], ADMIN_KEY, "gw-not-a-real-key-but-secret",
-               *PROVIDER_KEYS.values()]
+    secrets = [created["key"], ADMIN_KEY, "gw-not-a-real-key-but-secret", *PROVIDER_KEYS.values()]
     logs = Path(ray_cluster["temp_dir"])
     checked = 0
     for path in logs.rglob("*"):

@@ -28,18 +28,28 @@ def reply(params: GenerationParams) -> GenerationOutput:
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     db = f"sqlite:///{tmp_path}/gw.db"
-    config = GatewayConfig.model_validate({
-        "models": [{"id": "demo", "path": "x", "price": {"input_per_million_usd": 1.0}},
-                   {"id": "other", "path": "x"}],
-        "ledger": {"url": db},
-        "rate_limits": {"ip_rpm": 5},
-        "security": {"trusted_proxies": ["10.0.0.0/8"], "cors_origins": ["https://app.example"]},
-    })
-    handles = {name: FakeHandle(generate=reply, describe=lambda: {"metadata": {}})
-               for name in ("demo", "other")}
+    config = GatewayConfig.model_validate(
+        {
+            "models": [
+                {"id": "demo", "path": "x", "price": {"input_per_million_usd": 1.0}},
+                {"id": "other", "path": "x"},
+            ],
+            "ledger": {"url": db},
+            "rate_limits": {"ip_rpm": 5},
+            "security": {
+                "trusted_proxies": ["10.0.0.0/8"],
+                "cors_origins": ["https://app.example"],
+            },
+        }
+    )
+    handles = {
+        name: FakeHandle(generate=reply, describe=lambda: {"metadata": {}})
+        for name in ("demo", "other")
+    }
     keys = KeyCache(open_key_store(db), ttl_s=5)
-    admission = Admission(config, keys, RateLimiter(), environ={"GATEWAY_ADMIN_KEY":
-                                                                "admin-secret-key"})
+    admission = Admission(
+        config, keys, RateLimiter(), environ={"GATEWAY_ADMIN_KEY": "admin-secret-key"}
+    )
     with TestClient(create_app(Gateway(config, handles, admission=admission))) as test_client:
         yield test_client
 
@@ -50,12 +60,12 @@ def create_key(client: TestClient, **body: Any) -> dict[str, Any]:
     return dict(response.json())
 
 
-def generate(client: TestClient, key: str | None, model: str = "demo",
-             **headers: str) -> Any:
+def generate(client: TestClient, key: str | None, model: str = "demo", **headers: str) -> Any:
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    return client.post("/api/v1/generate", json={"prompt": "hi", "model_id": model},
-                       headers=headers)
+    return client.post(
+        "/api/v1/generate", json={"prompt": "hi", "model_id": model}, headers=headers
+    )
 
 
 def test_missing_invalid_and_disabled_keys_are_401(client: TestClient) -> None:
@@ -63,8 +73,11 @@ def test_missing_invalid_and_disabled_keys_are_401(client: TestClient) -> None:
     assert generate(client, "gw-nope").status_code == 401
     created = create_key(client)
     assert generate(client, created["key"]).status_code == 200
-    x_api_key = client.post("/api/v1/generate", json={"prompt": "a", "model_id": "demo"},
-                            headers={"x-api-key": created["key"]})
+    x_api_key = client.post(
+        "/api/v1/generate",
+        json={"prompt": "a", "model_id": "demo"},
+        headers={"x-api-key": created["key"]},
+    )
     assert x_api_key.status_code == 200
     disabled = client.post(f"/api/v1/admin/keys/{created['id']}/disable", headers=ADMIN)
     assert disabled.status_code == 200, disabled.text
@@ -115,8 +128,9 @@ def test_ip_limit_honours_forwarded_for_only_from_trusted_proxies(client: TestCl
     key = create_key(client)["key"]
     # TestClient's peer is "testclient" (not a trusted proxy): X-Forwarded-For is ignored,
     # so five different claimed addresses still share one counter.
-    statuses = [generate(client, key, **{"X-Forwarded-For": f"203.0.113.{i}"}).status_code
-                for i in range(6)]
+    statuses = [
+        generate(client, key, **{"X-Forwarded-For": f"203.0.113.{i}"}).status_code for i in range(6)
+    ]
     assert statuses == [200] * 5 + [429]
 
 
@@ -125,8 +139,10 @@ def test_security_headers_hsts_and_cors(client: TestClient) -> None:
     assert "strict-transport-security" not in plain.headers
     secure = TestClient(client.app, base_url="https://testserver").get("/api/v1/health")
     assert secure.headers["strict-transport-security"].startswith("max-age=")
-    cors = client.options("/api/v1/generate", headers={
-        "Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
+    cors = client.options(
+        "/api/v1/generate",
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+    )
     assert cors.headers["access-control-allow-origin"] == "https://app.example"
     other = client.get("/api/v1/health", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers

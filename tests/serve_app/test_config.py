@@ -21,15 +21,25 @@ def test_production_refuses_unsafe_settings_naming_them() -> None:
         check_file(production, {})
     with pytest.raises(ConfigError, match="CORS_ORIGINS"):
         check_file(production, {"GATEWAY_ADMIN_KEY": "k", "CORS_ORIGINS": "*"})
-    with pytest.raises(ConfigError, match="auth.enabled"):
-        validate_args({"environment": "production", "auth": {"enabled": False}}, "x",
-                      {"GATEWAY_ADMIN_KEY": "k"})
+    with pytest.raises(ConfigError, match=r"auth\.enabled"):
+        validate_args(
+            {"environment": "production", "auth": {"enabled": False}},
+            "x",
+            {"GATEWAY_ADMIN_KEY": "k"},
+        )
 
 
 def test_environment_variables_override_the_yaml() -> None:
-    config = validate_args({}, "x", {"APP_ENV": "testing", "CORS_ORIGINS": "https://a, https://b",
-                                     "LEDGER_URL": "sqlite:///tmp/x.db",
-                                     "RATE_LIMIT_URL": "redis://127.0.0.1:1/0"})
+    config = validate_args(
+        {},
+        "x",
+        {
+            "APP_ENV": "testing",
+            "CORS_ORIGINS": "https://a, https://b",
+            "LEDGER_URL": "sqlite:///tmp/x.db",
+            "RATE_LIMIT_URL": "redis://127.0.0.1:1/0",
+        },
+    )
     assert config.environment == "testing"
     assert config.security.cors_origins == ["https://a", "https://b"]
     assert config.ledger.url == "sqlite:///tmp/x.db"
@@ -63,8 +73,14 @@ def test_unknown_key_is_named_with_its_path_and_file(tmp_path: Path) -> None:
         ({"models": [{"id": "bad id", "path": "m"}]}, "models.0.id"),
         ({"models": [{"id": "a", "path": "m", "num_gpus": -1}]}, "num_gpus"),
         ({"ingress": {"max_ongoing_requests": 0}}, "ingress.max_ongoing_requests"),
-        ({"models": [{"id": "a", "path": "m", "autoscaling": {"min_replicas": 3,
-                                                             "max_replicas": 2}}]}, "min_replicas"),
+        (
+            {
+                "models": [
+                    {"id": "a", "path": "m", "autoscaling": {"min_replicas": 3, "max_replicas": 2}}
+                ]
+            },
+            "min_replicas",
+        ),
         ({"commercial": {"openai": {"rpm": 0}}}, "commercial.openai.rpm"),
     ],
 )
@@ -79,9 +95,14 @@ def test_commercial_catalog_merges_defaults_and_overrides() -> None:
         {
             "commercial": {
                 "models": [
-                    {"id": "gpt-4o", "provider": "openai", "upstream_model": "gpt-4o-2024-08-06",
-                     "price": {"input_per_million_usd": 9}, "context_window": 10,
-                     "max_output_tokens": 5}
+                    {
+                        "id": "gpt-4o",
+                        "provider": "openai",
+                        "upstream_model": "gpt-4o-2024-08-06",
+                        "price": {"input_per_million_usd": 9},
+                        "context_window": 10,
+                        "max_output_tokens": 5,
+                    }
                 ]
             }
         }
@@ -100,8 +121,13 @@ def test_local_and_commercial_ids_may_not_clash() -> None:
 
 
 def test_replica_options_for_serve() -> None:
-    config = validate_args({"models": [{"id": "a", "path": "m", "autoscaling": {
-        "min_replicas": 1, "max_replicas": 3}}]})
+    config = validate_args(
+        {
+            "models": [
+                {"id": "a", "path": "m", "autoscaling": {"min_replicas": 1, "max_replicas": 3}}
+            ]
+        }
+    )
     options = config.models[0].serve_options()
     assert "num_replicas" not in options
     assert options["autoscaling_config"]["max_replicas"] == 3

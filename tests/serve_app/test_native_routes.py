@@ -38,8 +38,14 @@ def client(handle: FakeHandle) -> Iterator[TestClient]:
     config = GatewayConfig.model_validate(
         {
             "ingress": {"max_body_bytes": 2048, "max_prompt_chars": 50, "max_batch_items": 3},
-            "models": [{"id": "demo", "path": "x", "max_new_tokens": 16, "price":
-                        {"input_per_million_usd": 1.0, "output_per_million_usd": 2.0}}],
+            "models": [
+                {
+                    "id": "demo",
+                    "path": "x",
+                    "max_new_tokens": 16,
+                    "price": {"input_per_million_usd": 1.0, "output_per_million_usd": 2.0},
+                }
+            ],
             "ledger": {"url": "sqlite://:memory:"},
             "auth": {"enabled": False},
         }
@@ -74,7 +80,10 @@ def test_generate_shape_cost_and_params_across_the_handle(
     assert body["metadata"]["cost_usd"] == pytest.approx((3 * 1.0 + 2 * 2.0) / 1e6)
     (sent,) = handle.generate.calls[-1]  # type: ignore[attr-defined]
     assert (sent.max_tokens, sent.stop, sent.temperature, sent.request_id) == (
-        4, ("x",), 1.0, "abc-123"
+        4,
+        ("x",),
+        1.0,
+        "abc-123",
     )
 
 
@@ -101,22 +110,35 @@ def test_invalid_requests_are_400_naming_the_field(
 
 def test_transport_level_errors(client: TestClient) -> None:
     post = client.post
-    assert_error(post("/api/v1/generate", content=b"{x", headers={"content-type":
-                 "application/json"}), 400, "invalid_request_error")
-    assert_error(post("/api/v1/generate", content=b"a", headers={"content-type": "text/plain"}),
-                 415, "unsupported_media_type")
+    assert_error(
+        post("/api/v1/generate", content=b"{x", headers={"content-type": "application/json"}),
+        400,
+        "invalid_request_error",
+    )
+    assert_error(
+        post("/api/v1/generate", content=b"a", headers={"content-type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    )
     big = b'{"prompt": "' + b"a" * 4096 + b'", "model_id": "demo"}'
-    assert_error(post("/api/v1/generate", content=big, headers={"content-type":
-                 "application/json"}), 413, "request_too_large")
-    assert_error(post("/api/v1/generate", json={"prompt": "a", "model_id": "gpt-9"}),
-                 404, "not_found_error")
+    assert_error(
+        post("/api/v1/generate", content=big, headers={"content-type": "application/json"}),
+        413,
+        "request_too_large",
+    )
+    assert_error(
+        post("/api/v1/generate", json={"prompt": "a", "model_id": "gpt-9"}), 404, "not_found_error"
+    )
     assert_error(client.get("/nowhere"), 404, "not_found_error")
     assert_error(client.delete("/api/v1/generate"), 405, "method_not_allowed")
 
 
 def test_deployment_failures_keep_the_shape_and_hide_internals(client: TestClient) -> None:
-    assert_error(client.post("/api/v1/generate", json={"prompt": "explode", "model_id": "demo"}),
-                 502, "upstream_error")
+    assert_error(
+        client.post("/api/v1/generate", json={"prompt": "explode", "model_id": "demo"}),
+        502,
+        "upstream_error",
+    )
     response = client.post("/api/v1/generate", json={"prompt": "crash", "model_id": "demo"})
     error = assert_error(response, 500, "internal_error")
     assert "secret" not in error["message"]
