@@ -19,7 +19,7 @@ from serve_app.auth import (
 from serve_app.catalog import ModelRoute
 from serve_app.config import GatewayConfig
 from serve_app.errors import RateLimitError
-from serve_app.keys import KeyCache
+from serve_app.key_cache import KeyCache
 from serve_app.schemas.internal import GenerationParams
 
 CHARS_PER_TOKEN_ESTIMATE = 4

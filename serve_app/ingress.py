@@ -13,7 +13,8 @@ from serve_app.admission import Admission, HandleLimiter, Limiter
 from serve_app.app import create_app
 from serve_app.config import GatewayConfig
 from serve_app.gateway import Gateway
-from serve_app.keys import KeyCache, open_key_store
+from serve_app.key_cache import KeyCache
+from serve_app.keys import open_key_store
 
 logger = logging.getLogger("ray.serve")
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from serve_app.auth import RequestContext
 from serve_app.errors import PermissionDeniedError
 from serve_app.gateway import Gateway
-from serve_app.keys import KeyCache
+from serve_app.key_cache import KeyCache
 from serve_app.routes.commercial import epoch, usage_report
 from serve_app.routes.native import ERRORS, get_context, get_gateway, json_response
 from serve_app.schemas.native import UsageResponse, WireModel

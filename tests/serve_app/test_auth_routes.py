@@ -14,7 +14,8 @@ from serve_app.admission import Admission
 from serve_app.app import create_app
 from serve_app.config import GatewayConfig
 from serve_app.gateway import Gateway
-from serve_app.keys import KeyCache, open_key_store
+from serve_app.key_cache import KeyCache
+from serve_app.keys import open_key_store
 from serve_app.schemas.internal import GenerationOutput, GenerationParams
 from tests.fakes.handles import FakeHandle
 

@@ -18,9 +18,9 @@ from serve_app.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
+from serve_app.key_cache import KeyCache
 from serve_app.keys import (
     ApiKey,
-    KeyCache,
     PostgresKeyStore,
     SQLiteKeyStore,
     generate_key,
