@@ -101,6 +101,14 @@ class Gateway:
         )
         return route, params
 
+    async def admitted(
+        self, ctx: RequestContext, model_id: str, **request: Any
+    ) -> tuple[ModelRoute, GenerationParams]:
+        """`prepare` (limits, defaults) then admission (permission, budget, rate limits)."""
+        route, params = self.prepare(model_id, ctx.request_id, **request)
+        await self.admission.admit(ctx, route, params)
+        return route, params
+
     def check_prompt_length(self, chars: int) -> None:
         limit = self.config.ingress.max_prompt_chars
         if chars > limit:

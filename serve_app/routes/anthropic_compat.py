@@ -8,9 +8,11 @@ from starlette.responses import Response
 from serve_app.auth import RequestContext
 from serve_app.formats import AnthropicStream, anthropic_message
 from serve_app.gateway import Gateway
-from serve_app.routes.native import get_context, get_gateway, json_response
-from serve_app.routes.sse import SSEFormat, sse_response
+from serve_app.routes.generation import respond
+from serve_app.routes.native import get_context, get_gateway
+from serve_app.routes.sse import SSEFormat
 from serve_app.schemas.anthropic import AnthropicErrorResponse, AnthropicMessage, MessagesRequest
+from serve_app.schemas.internal import StreamChunk
 
 router = APIRouter(prefix="/v1", tags=["anthropic"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -37,27 +39,31 @@ async def messages(
     gateway: Gateway = Depends(get_gateway),
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
-    rid = ctx.request_id
-    route, params = gateway.prepare(
+    admitted = await gateway.admitted(
+        ctx,
         body.model,
-        rid,
         messages=body.chat_messages(),
         max_tokens=body.max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
         stop=body.stop_list(),
     )
-    await gateway.admission.admit(ctx, route, params)
-    message_id = f"msg_{rid}"
-    if body.stream:
-        stream, first = await gateway.open_stream(route, params, ctx)
-        fmt = AnthropicStream(body.model, message_id)
-        sse = SSEFormat(
+    message_id = f"msg_{ctx.request_id}"
+    fmt = AnthropicStream(body.model, message_id)
+
+    def sse(first: StreamChunk) -> SSEFormat:
+        return SSEFormat(
             start=fmt.start(first.input_tokens),
             delta=fmt.delta,
             end=lambda r: fmt.finish(r.finish_reason, r.output_tokens),
             error=fmt.error,
         )
-        return sse_response(stream, first, sse)
-    output, _, _ = await gateway.call_model(route, params, ctx)
-    return json_response(anthropic_message(output, model=body.model, message_id=message_id))
+
+    return await respond(
+        gateway,
+        ctx,
+        admitted,
+        body.stream,
+        sse,
+        lambda out: anthropic_message(out, model=body.model, message_id=message_id),
+    )

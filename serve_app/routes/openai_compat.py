@@ -15,8 +15,9 @@ from serve_app.formats import (
     openai_model_list,
 )
 from serve_app.gateway import Gateway
+from serve_app.routes.generation import respond
 from serve_app.routes.native import ERRORS, get_context, get_gateway, json_response
-from serve_app.routes.sse import SSEFormat, sse_response
+from serve_app.routes.sse import SSEFormat
 from serve_app.schemas.openai import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -46,27 +47,26 @@ async def chat_completions(
     gateway: Gateway = Depends(get_gateway),
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
-    rid = ctx.request_id
-    route, params = gateway.prepare(
+    admitted = await gateway.admitted(
+        ctx,
         body.model,
-        rid,
         messages=body.chat_messages(),
         max_tokens=body.resolved_max_tokens(),
         temperature=body.temperature,
         top_p=body.top_p,
         stop=body.stop_list(),
     )
-    await gateway.admission.admit(ctx, route, params)
-    completion_id, created = f"chatcmpl-{rid}", int(time.time())
-    if body.stream:
-        stream, first = await gateway.open_stream(route, params, ctx)
-        fmt = OpenAIChatStream(body.model, completion_id, created, body.include_usage())
-        return sse_response(stream, first, _openai_sse(fmt))
-    output, _, _ = await gateway.call_model(route, params, ctx)
-    return json_response(
-        openai_chat_completion(
-            output, model=body.model, completion_id=completion_id, created=created
-        )
+    completion_id, created = f"chatcmpl-{ctx.request_id}", int(time.time())
+    fmt = OpenAIChatStream(body.model, completion_id, created, body.include_usage())
+    return await respond(
+        gateway,
+        ctx,
+        admitted,
+        body.stream,
+        lambda _: _openai_sse(fmt),
+        lambda out: openai_chat_completion(
+            out, model=body.model, completion_id=completion_id, created=created
+        ),
     )
 
 
@@ -76,25 +76,26 @@ async def completions(
     gateway: Gateway = Depends(get_gateway),
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
-    rid = ctx.request_id
-    route, params = gateway.prepare(
+    admitted = await gateway.admitted(
+        ctx,
         body.model,
-        rid,
         prompt=body.prompt_text(),
         max_tokens=body.max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
         stop=body.stop_list(),
     )
-    await gateway.admission.admit(ctx, route, params)
-    completion_id, created = f"cmpl-{rid}", int(time.time())
-    if body.stream:
-        stream, first = await gateway.open_stream(route, params, ctx)
-        fmt = OpenAICompletionStream(body.model, completion_id, created, body.include_usage())
-        return sse_response(stream, first, _openai_sse(fmt))
-    output, _, _ = await gateway.call_model(route, params, ctx)
-    return json_response(
-        openai_completion(output, model=body.model, completion_id=completion_id, created=created)
+    completion_id, created = f"cmpl-{ctx.request_id}", int(time.time())
+    fmt = OpenAICompletionStream(body.model, completion_id, created, body.include_usage())
+    return await respond(
+        gateway,
+        ctx,
+        admitted,
+        body.stream,
+        lambda _: _openai_sse(fmt),
+        lambda out: openai_completion(
+            out, model=body.model, completion_id=completion_id, created=created
+        ),
     )
 
 

@@ -1,0 +1,30 @@
+"""The tail every generation route shares: stream it as SSE, or call once and shape JSON."""
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.responses import Response
+
+from serve_app.auth import RequestContext
+from serve_app.catalog import ModelRoute
+from serve_app.gateway import Gateway
+from serve_app.routes.native import json_response
+from serve_app.routes.sse import SSEFormat, sse_response
+from serve_app.schemas.internal import GenerationOutput, GenerationParams, StreamChunk
+
+
+async def respond(
+    gateway: Gateway,
+    ctx: RequestContext,
+    admitted: tuple[ModelRoute, GenerationParams],
+    stream: bool,
+    sse_format: Callable[[StreamChunk], SSEFormat],
+    body_of: Callable[[GenerationOutput], dict[str, Any]],
+) -> Response:
+    """`sse_format` gets the first chunk (some APIs put its token counts in the opening)."""
+    route, params = admitted
+    if stream:
+        chunks, first = await gateway.open_stream(route, params, ctx)
+        return sse_response(chunks, first, sse_format(first))
+    output, _, _ = await gateway.call_model(route, params, ctx)
+    return json_response(body_of(output))
