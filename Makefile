@@ -8,7 +8,7 @@ CONFIG ?= configs/local.yaml
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: run test lint typecheck check-config demo-model install clean redis-server
+.PHONY: run test lint typecheck check-config demo-model install clean redis-server postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -33,7 +33,11 @@ run: $(STAMP) $(DEMO_MODEL)/config.json
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null 2>&1 || sudo apt-get install -y -qq redis-server; }
 
-test: $(STAMP) redis-server
+# The PostgreSQL ledger and key stores are tested against a real server (initdb by the tests).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq postgresql) >/dev/null 2>&1 || sudo apt-get install -y -qq postgresql; }
+
+test: $(STAMP) redis-server postgresql
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
