@@ -214,7 +214,15 @@ class LocalModelServer:
         """Encode each prompt (in the worker thread) and check it fits the context."""
         prepared: list[list[int] | GatewayError] = []
         for item in items:
-            prompt_ids = self.engine.encode(self._prompt_text(item.params))
+            try:
+                prompt_ids = self.engine.encode(self._prompt_text(item.params))
+            except Exception as exc:  # e.g. a chat template rejecting the message order
+                prepared.append(
+                    InvalidRequestError(
+                        f"The messages cannot be rendered for this model: {exc}", param="messages"
+                    )
+                )
+                continue
             error = self._context_error(len(prompt_ids), item.sampling.max_tokens)
             prepared.append(error or prompt_ids)
         return prepared

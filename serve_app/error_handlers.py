@@ -57,6 +57,8 @@ def validation_error(exc: RequestValidationError) -> GatewayError:
 
 
 def http_error(exc: StarletteHTTPException) -> GatewayError:
+    if isinstance(exc.__cause__, GatewayError):
+        return exc.__cause__  # e.g. 413 raised while FastAPI read a chunked body
     if exc.status_code == 404:
         return NotFoundError("No route matches this path.", code="route_not_found")
     if exc.status_code == 405:

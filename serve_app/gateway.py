@@ -140,7 +140,7 @@ class Gateway:
     ) -> tuple[ChunkStream, StreamChunk]:
         """Start a streamed generation; the first chunk is in hand (errors raise here)."""
         stream = open_stream(route, params, ctx, self.account)
-        first = await stream.first()
+        first = await stream.first(self.config.ingress.request_timeout_s)
         return stream, first
 
     async def call_model(
@@ -156,6 +156,9 @@ class Gateway:
             )
         except GatewayError as error:
             self.account(route, params.request_id, ctx, started, None, error)
+            raise
+        except asyncio.CancelledError:  # the client went away; the handle call is cancelled
+            self.account(route, params.request_id, ctx, started, CANCELLED, None)
             raise
         latency_ms, cost = self.account(route, params.request_id, ctx, started, output, None)
         return output, latency_ms, cost
@@ -298,6 +301,7 @@ class Gateway:
 
 
 CLIENT_CLOSED_STATUS = 499
+CANCELLED = GenerationOutput("", 0, 0, "cancelled")
 
 
 def _outcome(output: GenerationOutput | None, error: GatewayError | None) -> str:

@@ -46,6 +46,9 @@ async def call_with_deadline(response: Any, deployment: str, timeout_s: float) -
     """Await a `DeploymentResponse`; cancel it and raise 504 when the deadline passes."""
     try:
         return await asyncio.wait_for(_await(response), timeout_s)
+    except asyncio.CancelledError:
+        response.cancel()  # the client went away: stop the deployment's work too
+        raise
     except TimeoutError:
         response.cancel()
         raise UpstreamTimeoutError(

@@ -60,6 +60,12 @@ class Ledger:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._flush_forever())
 
+    def _trim_overflow(self) -> None:
+        """Drop the newest records beyond `max_buffer` (counted in `dropped`)."""
+        while len(self._buffer) > self.config.max_buffer:
+            self._buffer.pop()
+            self.dropped += 1
+
     @property
     def pending(self) -> int:
         return len(self._buffer)
@@ -77,15 +83,17 @@ class Ledger:
         """Write everything buffered; False (records kept) when the store is unavailable."""
         async with self._flush_lock:
             while self._buffer:
-                batch = [self._buffer[i] for i in range(min(self.config.batch_size, self.pending))]
+                # Take the batch out first: `record()` may evict from the buffer meanwhile.
+                size = min(self.config.batch_size, self.pending)
+                batch = [self._buffer.popleft() for _ in range(size)]
                 try:
                     await asyncio.to_thread(self.store.write, [as_row(r) for r in batch])
                 except Exception as exc:  # any store failure: keep the records, report it
-                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    self._buffer.extendleft(reversed(batch))
+                    self._trim_overflow()
+                    self.last_error = type(exc).__name__  # details go to the log, not /status
                     logger.warning("usage ledger write failed, %d buffered: %s", self.pending, exc)
                     return False
-                for _ in batch:
-                    self._buffer.popleft()
             self.last_error = None
             self.last_flush_ok_at = time.time()
             return True

@@ -60,6 +60,12 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> tuple[str, bool]:
     return uuid.uuid4().hex, False
 
 
+def _joined_header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """Every line of a repeatable header, joined with commas in order (RFC 9110 5.3)."""
+    values = [value for key, value in headers if key == name]
+    return b",".join(values) if values else None
+
+
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     for key, value in headers:
         if key == name:
@@ -93,8 +99,8 @@ class RequestContextMiddleware:
 
     def _client(self, scope: Scope) -> tuple[str, bool]:
         peer = (scope.get("client") or ("", 0))[0] or ""
-        forwarded_for = _header(scope["headers"], b"x-forwarded-for")
-        forwarded_proto = _header(scope["headers"], b"x-forwarded-proto")
+        forwarded_for = _joined_header(scope["headers"], b"x-forwarded-for")
+        forwarded_proto = _joined_header(scope["headers"], b"x-forwarded-proto")
         ip = client_ip(
             peer, forwarded_for.decode("latin-1") if forwarded_for else None, self.trusted_proxies
         )

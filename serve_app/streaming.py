@@ -7,17 +7,19 @@ is cancelled, which stops the decode (local) or closes the upstream stream (comm
 Usage is accounted once, when the stream ends, however it ends.
 """
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from serve_app.auth import RequestContext
 from serve_app.catalog import ModelRoute
-from serve_app.errors import GatewayError
+from serve_app.errors import GatewayError, UpstreamTimeoutError
 from serve_app.handle_calls import map_handle_error
 from serve_app.schemas.internal import GenerationOutput, GenerationParams, StreamChunk
 
+CHARS_PER_TOKEN = 4
 AccountFn = Callable[
     [ModelRoute, str, RequestContext, float, GenerationOutput | None, GatewayError | None],
     tuple[float, float],
@@ -44,6 +46,17 @@ class StreamResult:
         self.served_model = chunk.served_model or self.served_model
         if chunk.finish_reason:
             self.finish_reason = chunk.finish_reason
+
+    def estimate_missing_counts(self, params: GenerationParams) -> None:
+        """Providers report usage only at the end of a stream; for an abandoned one, estimate
+        from what was relayed (about one token per chunk, or 4 characters per token)."""
+        text = "".join(self.text)
+        if not self.output_tokens and text:
+            chunks = sum(1 for piece in self.text if piece)
+            self.output_tokens = max(chunks, len(text) // CHARS_PER_TOKEN)
+        if not self.input_tokens:
+            chars = len(params.prompt) + sum(len(m.content) for m in params.messages)
+            self.input_tokens = max(1, chars // CHARS_PER_TOKEN)
 
     def output(self) -> GenerationOutput:
         return GenerationOutput(
@@ -75,20 +88,33 @@ class ChunkStream:
         self.started = time.perf_counter()
         self._accounted = False
 
-    async def first(self) -> StreamChunk:
-        """The first chunk; raises the mapped `GatewayError` if the stream fails at once."""
+    async def first(self, timeout_s: float) -> StreamChunk:
+        """The first chunk within the deadline; raises the mapped `GatewayError` if the stream
+        fails at once (504 past the deadline). A client gone meanwhile cancels the stream."""
         try:
-            chunk: StreamChunk = await self.response.__anext__()
+            chunk: StreamChunk = await asyncio.wait_for(self.response.__anext__(), timeout_s)
         except StopAsyncIteration:
             chunk = StreamChunk("", "stop")
+        except TimeoutError:
+            self.response.cancel()
+            error: GatewayError = UpstreamTimeoutError(
+                f"The {self.route.deployment!r} deployment sent nothing within {timeout_s:g} s.",
+                code="deadline_exceeded",
+            )
+            self.finish(error)
+            raise error from None
+        except asyncio.CancelledError:
+            self.close()
+            raise
         except Exception as exc:
-            self.finish(map_handle_error(exc, self.route.deployment))
-            raise map_handle_error(exc, self.route.deployment) from None
+            error = map_handle_error(exc, self.route.deployment)
+            self.finish(error)
+            raise error from None
         self.result.first_token_ms = (time.perf_counter() - self.started) * 1000
         self.result.absorb(chunk)
         return chunk
 
-    async def rest(self) -> AsyncIterator[StreamChunk]:
+    async def rest(self) -> AsyncGenerator[StreamChunk, None]:
         """The remaining chunks. Mid-stream failures raise `GatewayError` (after accounting);
         a client that goes away closes this generator, which cancels the deployment's."""
         completed = False
@@ -122,10 +148,13 @@ class ChunkStream:
         self.result.latency_ms, self.result.cost_usd = latency, cost
 
     def close(self) -> None:
-        """Account for a stream abandoned before `rest()` completed (client disconnect)."""
+        """Account for a stream abandoned before it completed (client disconnect): cancel the
+        deployment's generator and record what was produced (estimated where the upstream
+        sends its counts only at the end)."""
         if not self._accounted:
             self.response.cancel()
             self.result.finish_reason = "cancelled"
+            self.result.estimate_missing_counts(self.params)
             self.finish(None)
 
 

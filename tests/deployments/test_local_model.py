@@ -160,3 +160,25 @@ def test_closing_a_stream_stops_its_decode_within_a_step(
     assert received == 3
     assert settled == later  # nothing decodes any more
     assert settled < 50  # far from the 400 tokens asked for
+
+
+def test_a_prompt_that_cannot_be_rendered_fails_only_its_row(
+    server: LocalModelServer, runner: asyncio.Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    render = server._prompt_text
+
+    def strict_template(p: GenerationParams) -> str:
+        if p.prompt == "bad":
+            raise ValueError("Conversation roles must alternate user/assistant")
+        return render(p)
+
+    monkeypatch.setattr(server, "_prompt_text", strict_template)
+
+    async def scenario() -> list[Any]:
+        calls = [server.generate(params(prompt="bad")), server.generate(params())]
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    bad, good = runner.run(scenario())
+    assert isinstance(bad, InvalidRequestError) and bad.param == "messages"
+    assert "alternate" in bad.message
+    assert good.text == SAMPLE_ANSWER

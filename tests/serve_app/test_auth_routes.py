@@ -160,3 +160,16 @@ def test_access_log_is_one_json_line_without_the_key(
     assert line["status"] == 200 and line["model"] == "demo" and line["key_id"].startswith("key_")
     assert line["input_tokens"] == 1_000_000 and line["cost_usd"] == 1.0
     assert key not in caplog.text and response.headers["x-request-id"] == "req-42"
+
+
+def test_forwarded_for_lines_are_joined_and_only_trusted_hops_skipped() -> None:
+    from serve_app.auth import client_ip, parse_networks
+    from serve_app.middleware import _joined_header
+
+    trusted = parse_networks(["10.0.0.0/8"])
+    headers = [(b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-for", b"203.0.113.7")]
+    joined = _joined_header(headers, b"x-forwarded-for")
+    assert joined == b"6.6.6.6,203.0.113.7"
+    # the client's own (spoofable) first line does not win: the proxy's appended line does
+    assert client_ip("10.1.1.1", joined.decode(), trusted) == "203.0.113.7"
+    assert client_ip("8.8.8.8", joined.decode(), trusted) == "8.8.8.8"  # untrusted peer

@@ -69,7 +69,7 @@ def test_store_failure_keeps_records_reports_degraded_and_recovers(tmp_path: Pat
     result = asyncio.run(scenario())
     assert result["degraded"]["degraded"] is True
     assert result["degraded"]["pending_records"] == 10
-    assert "readonly" in result["degraded"]["last_error"]
+    assert result["degraded"]["last_error"] == "OperationalError"  # no details in /status
     assert result["after"]["degraded"] is False and result["after"]["pending_records"] == 0
     (row,) = result["summary"]
     assert row["requests"] == 10 and abs(row["cost_usd"] - 1.0) < 1e-9

@@ -178,3 +178,16 @@ def test_security_headers_on_success_and_error(client: TestClient) -> None:
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["cache-control"] == "no-store"
         assert "default-src 'none'" in response.headers["content-security-policy"]
+
+
+def test_chunked_body_over_the_limit_is_413(client: TestClient) -> None:
+    def chunks() -> Any:
+        yield b'{"prompt": "'
+        for _ in range(10):
+            yield b"a" * 512
+        yield b'", "model_id": "demo"}'
+
+    response = client.post(
+        "/api/v1/generate", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert_error(response, 413, "request_too_large")
