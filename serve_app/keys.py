@@ -11,14 +11,19 @@ import hashlib
 import json
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any, Protocol
 
+from serve_app.db import (
+    ConnectionHolder,
+    connect_postgres,
+    connect_sqlite,
+    ensure_parent_dir,
+    parse_database_url,
+)
 from serve_app.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -172,16 +177,12 @@ class KeyStore(Protocol):
     def close(self) -> None: ...
 
 
-class _SQLKeyStore:
+class _SQLKeyStore(ConnectionHolder):
     """The SQL both backends share; subclasses connect (`mark`: their placeholder)."""
 
     backend = ""
     mark = "?"
     usage_exists_sql = ""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._connection: Any = None
 
     def _connect(self) -> Any:
         raise NotImplementedError
@@ -246,15 +247,6 @@ class _SQLKeyStore:
             return {}
         return {key_id: float(total or 0.0) for key_id, total in self._fetch(SPEND_SQL)}
 
-    def _drop_connection(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-    def close(self) -> None:
-        with self._lock:
-            self._drop_connection()
-
 
 class SQLiteKeyStore(_SQLKeyStore):
     backend = "sqlite"
@@ -264,18 +256,12 @@ class SQLiteKeyStore(_SQLKeyStore):
 
     def __init__(self, path: str) -> None:
         super().__init__()
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        ensure_parent_dir(path)
         self.path = path
 
     def _connect(self) -> Any:
         if self._connection is None:
-            import sqlite3
-
-            connection = sqlite3.connect(self.path, timeout=5, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(KEY_SCHEMA)
-            self._connection = connection
+            self._connection = connect_sqlite(self.path, KEY_SCHEMA)
         return self._connection
 
     def _transaction(self, connection: Any) -> AbstractContextManager[Any]:
@@ -293,12 +279,7 @@ class PostgresKeyStore(_SQLKeyStore):
 
     def _connect(self) -> Any:
         if self._connection is None or self._connection.closed:
-            import psycopg
-
-            connection = psycopg.connect(self.url, connect_timeout=5, autocommit=False)
-            with connection.transaction():
-                connection.execute(KEY_SCHEMA)
-            self._connection = connection
+            self._connection = connect_postgres(self.url, KEY_SCHEMA)
         return self._connection
 
     def _transaction(self, connection: Any) -> AbstractContextManager[Any]:
@@ -306,10 +287,6 @@ class PostgresKeyStore(_SQLKeyStore):
 
 
 def open_key_store(url: str) -> KeyStore:
-    """`sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite://:memory:` or postgresql://."""
-    if url.startswith("sqlite://"):
-        path = url.removeprefix("sqlite://")
-        return SQLiteKeyStore(":memory:" if path in ("", ":memory:") else path.removeprefix("/"))
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresKeyStore(url)
-    raise ValueError(f"unsupported key store url {url!r}: use sqlite:/// or postgresql://")
+    """The key store for a database URL (see `serve_app.db.parse_database_url`)."""
+    kind, target = parse_database_url(url)
+    return SQLiteKeyStore(target) if kind == "sqlite" else PostgresKeyStore(target)

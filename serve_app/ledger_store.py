@@ -3,10 +3,16 @@
 Stores are synchronous and thread-safe; the ledger calls them from a worker thread.
 """
 
-import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Protocol
+
+from serve_app.db import (
+    ConnectionHolder,
+    connect_postgres,
+    connect_sqlite,
+    ensure_parent_dir,
+    parse_database_url,
+)
 
 COLUMNS = (
     "ts",
@@ -89,26 +95,20 @@ def _summary_rows(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     ]
 
 
-class SQLiteStore:
+class SQLiteStore(ConnectionHolder):
     backend = "sqlite"
 
     def __init__(self, path: str) -> None:
         import sqlite3
 
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        super().__init__()
+        ensure_parent_dir(path)
         self.path = path
-        self._lock = threading.Lock()
         self._sqlite3 = sqlite3
-        self._connection: Any = None
 
     def _connect(self) -> Any:
         if self._connection is None:
-            connection = self._sqlite3.connect(self.path, timeout=5, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(SCHEMA)
-            connection.execute(INDEX)
-            self._connection = connection
+            self._connection = connect_sqlite(self.path, SCHEMA, INDEX)
         return self._connection
 
     def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -131,33 +131,17 @@ class SQLiteStore:
             cursor = self._connect().execute(*summary_query("?", since, until, key_id))
             return _summary_rows(cursor.fetchall())
 
-    def _drop_connection(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
 
-    def close(self) -> None:
-        with self._lock:
-            self._drop_connection()
-
-
-class PostgresStore:
+class PostgresStore(ConnectionHolder):
     backend = "postgresql"
 
     def __init__(self, url: str) -> None:
+        super().__init__()
         self.url = url
-        self._lock = threading.Lock()
-        self._connection: Any = None
 
     def _connect(self) -> Any:
         if self._connection is None or self._connection.closed:
-            import psycopg
-
-            connection = psycopg.connect(self.url, connect_timeout=5, autocommit=False)
-            with connection.transaction():
-                connection.execute(SCHEMA)
-                connection.execute(INDEX)
-            self._connection = connection
+            self._connection = connect_postgres(self.url, SCHEMA, INDEX)
         return self._connection
 
     def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -182,21 +166,8 @@ class PostgresStore:
                 cursor = connection.execute(*summary_query("%s", since, until, key_id))
                 return _summary_rows(cursor.fetchall())
 
-    def _drop_connection(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-    def close(self) -> None:
-        with self._lock:
-            self._drop_connection()
-
 
 def open_store(url: str) -> UsageStore:
-    """`sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite://:memory:` or postgresql://."""
-    if url.startswith("sqlite://"):
-        path = url.removeprefix("sqlite://")
-        return SQLiteStore(":memory:" if path in ("", ":memory:") else path.removeprefix("/"))
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresStore(url)
-    raise ValueError(f"unsupported ledger url {url!r}: use sqlite:/// or postgresql://")
+    """The usage store for a database URL (see `serve_app.db.parse_database_url`)."""
+    kind, target = parse_database_url(url)
+    return SQLiteStore(target) if kind == "sqlite" else PostgresStore(target)
