@@ -7,6 +7,7 @@ non-streaming (drain it) and streaming (forward each row's new text).
 """
 
 import inspect
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,6 +100,8 @@ class BatchGenerator:
 
     def __init__(self, model: Any, tokenizer: Any, device: torch.device, max_context: int):
         self.model = model
+        # Held for each forward pass; whoever swaps adapters in and out of `model` takes it.
+        self.model_lock = threading.Lock()
         self.tokenizer = tokenizer
         self.device = device
         self.max_context = max_context
@@ -113,18 +116,28 @@ class BatchGenerator:
         return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     def generate(
-        self, prompt_ids: Sequence[Sequence[int]], params: Sequence[SamplingParams]
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        params: Sequence[SamplingParams],
+        adapter_names: Sequence[str] | None = None,
     ) -> list[RowState]:
         final: list[RowState] = []
-        for step in self.stream(prompt_ids, params):
+        for step in self.stream(prompt_ids, params, adapter_names):
             final = step
         return final
 
     @torch.inference_mode()
     def stream(
-        self, prompt_ids: Sequence[Sequence[int]], params: Sequence[SamplingParams]
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        params: Sequence[SamplingParams],
+        adapter_names: Sequence[str] | None = None,
     ) -> Iterator[list[RowState]]:
-        """Yield the rows after every decode step; the last yield has every row finished."""
+        """Yield the rows after every decode step; the last yield has every row finished.
+
+        `adapter_names` (one per row, `"__base__"` for none) runs rows of different LoRA
+        adapters of the same base model in one forward pass (PEFT mixed-batch inference)."""
+        extra: dict[str, Any] = {"adapter_names": list(adapter_names)} if adapter_names else {}
         rows = [RowState(params=p, input_tokens=len(ids)) for ids, p in zip(prompt_ids, params)]
         input_ids, attention = self._left_pad(prompt_ids)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
@@ -132,13 +145,15 @@ class BatchGenerator:
         top_ps = torch.tensor([p.top_p for p in params], device=self.device)
         past: Any = None
         for _ in range(max(p.max_tokens for p in params)):
-            out = self.model(
-                input_ids=input_ids,
-                attention_mask=attention,
-                position_ids=positions,
-                use_cache=True,
-                **{self._cache_arg: past},
-            )
+            with self.model_lock:
+                out = self.model(
+                    input_ids=input_ids,
+                    attention_mask=attention,
+                    position_ids=positions,
+                    use_cache=True,
+                    **{self._cache_arg: past},
+                    **extra,
+                )
             past = getattr(out, self._cache_arg)
             next_ids = sample_next_tokens(out.logits[:, -1, :], temperatures, top_ps)
             self._advance_rows(rows, next_ids.tolist())

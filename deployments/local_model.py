@@ -5,18 +5,32 @@ at build time. The loader is injected so tests can hand in a tiny model.
 """
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from ray import serve
 
+from deployments.adapters import (
+    AdapterGetter,
+    AdapterHost,
+    AdapterSlot,
+    replica_placement,
+    serve_multiplexed,
+)
 from deployments.demo_corpus import render_chat_prompt
 from deployments.generation import BatchGenerator, RowState, SamplingParams
 from serve_app.config import BatchingConfig, LocalModelConfig
-from serve_app.errors import GatewayError, InternalError, InvalidRequestError
+from serve_app.errors import (
+    GatewayError,
+    InternalError,
+    InvalidRequestError,
+    UpstreamTimeoutError,
+)
 from serve_app.metrics import GatewayMetrics
 from serve_app.schemas.internal import GenerationOutput, GenerationParams, StreamChunk
 
@@ -91,7 +105,9 @@ class LocalModelServer:
     def __init__(
         self,
         config: dict[str, Any],
+        adapter_paths: Mapping[str, str] | None = None,
         loader: Callable[[LocalModelConfig], LoadedModel] = load_hf_model,
+        multiplex: Callable[[Any, int], AdapterGetter] = serve_multiplexed,
     ) -> None:
         self.config = LocalModelConfig.model_validate(config)
         torch.set_num_threads(self.config.torch_threads)
@@ -99,6 +115,8 @@ class LocalModelServer:
         self.engine = BatchGenerator(
             loaded.model, loaded.tokenizer, loaded.device, loaded.max_context
         )
+        self.adapters = AdapterHost(self.engine, adapter_paths or {}, loaded.device)
+        self._get_adapter = multiplex(self._load_adapter, self.config.model_cache_size)
         self.has_chat_template = bool(getattr(loaded.tokenizer, "chat_template", None))
         self.metadata = {**loaded.metadata, "chat_template": self.has_chat_template}
         self.batches = 0
@@ -126,7 +144,8 @@ class LocalModelServer:
         return _BatchItem(params, sampling)
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
-        result = await self._generate_batch(self._item(params))
+        async with self._adapter_pinned(params.adapter):
+            result = await self._generate_batch(self._item(params))
         if isinstance(result, GatewayError):
             raise result
         return result
@@ -135,12 +154,34 @@ class LocalModelServer:
         """Token-by-token chunks; closing this stream (client gone) stops the row's decode."""
         item = self._item(params)
         try:
-            async for chunk in self._stream_batch(item):
-                if isinstance(chunk, GatewayError):
-                    raise chunk
-                yield chunk
+            async with self._adapter_pinned(params.adapter):
+                async for chunk in self._stream_batch(item):
+                    if isinstance(chunk, GatewayError):
+                        raise chunk
+                    yield chunk
         finally:
             item.cancelled = True
+
+    async def _load_adapter(self, adapter_id: str) -> AdapterSlot:
+        return await asyncio.to_thread(self.adapters.load, adapter_id)
+
+    @contextlib.asynccontextmanager
+    async def _adapter_pinned(self, adapter_id: str | None) -> AsyncIterator[None]:
+        """Load the adapter through the LRU, and keep it loaded while the row runs."""
+        if adapter_id is None:
+            yield
+            return
+        if adapter_id not in self.adapters.paths:
+            raise InvalidRequestError(
+                f"Model {self.config.id!r} has no adapter {adapter_id!r}.", param="model"
+            )
+        await self._get_adapter(adapter_id)
+        if not self.adapters.try_pin(adapter_id):  # evicted meanwhile by another request
+            await asyncio.to_thread(self.adapters.load_and_pin, adapter_id)
+        try:
+            yield
+        finally:
+            self.adapters.unpin(adapter_id)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _generate_batch(
@@ -160,6 +201,7 @@ class LocalModelServer:
             self.engine.stream(
                 [prepared[i] for i in runnable],
                 [items[i].sampling for i in runnable],
+                self._adapter_names(items, runnable),
             )
             if runnable
             else iter(())
@@ -190,7 +232,7 @@ class LocalModelServer:
             finish_reason=row.finish_reason,
             input_tokens=row.input_tokens,
             output_tokens=len(row.token_ids),
-            served_model=self.config.id,
+            served_model=self._served_name(item),
         )
 
     def _count_batch(self, size: int) -> None:
@@ -213,7 +255,17 @@ class LocalModelServer:
     def _prepare(self, items: list[_BatchItem]) -> list[list[int] | GatewayError]:
         """Encode each prompt (in the worker thread) and check it fits the context."""
         prepared: list[list[int] | GatewayError] = []
+        now = time.time()
         for item in items:
+            deadline = item.params.deadline
+            if deadline is not None and now > deadline:
+                prepared.append(
+                    UpstreamTimeoutError(
+                        "The request's deadline passed while it waited for the model.",
+                        code="deadline_exceeded",
+                    )
+                )
+                continue
             try:
                 prompt_ids = self.engine.encode(self._prompt_text(item.params))
             except Exception as exc:  # e.g. a chat template rejecting the message order
@@ -234,12 +286,18 @@ class LocalModelServer:
             p if isinstance(p, GatewayError) else _UNDECODED for p in prepared
         ]
         if runnable:
+            indexes = [i for i, _ in runnable]
             rows = self.engine.generate(
-                [ids for _, ids in runnable], [items[i].sampling for i, _ in runnable]
+                [ids for _, ids in runnable],
+                [items[i].sampling for i in indexes],
+                self._adapter_names(items, indexes),
             )
             for (index, _), row in zip(runnable, rows):
-                results[index] = self._to_output(row, len(runnable))
+                results[index] = self._to_output(items[index], row, len(runnable))
         return results
+
+    def _adapter_names(self, items: list[_BatchItem], indexes: list[int]) -> list[str] | None:
+        return self.adapters.adapter_names([items[i].params.adapter for i in indexes])
 
     def _context_error(self, prompt_tokens: int, max_tokens: int) -> GatewayError | None:
         limit = self.engine.max_context
@@ -254,15 +312,18 @@ class LocalModelServer:
             )
         return None
 
-    def _to_output(self, row: RowState, batch_size: int) -> GenerationOutput:
+    def _to_output(self, item: _BatchItem, row: RowState, batch_size: int) -> GenerationOutput:
         return GenerationOutput(
             text=row.text,
             input_tokens=row.input_tokens,
             output_tokens=len(row.token_ids),
             finish_reason=row.finish_reason or "length",
-            served_model=self.config.id,
+            served_model=self._served_name(item),
             batch_size=batch_size,
         )
+
+    def _served_name(self, item: _BatchItem) -> str:
+        return item.params.adapter or self.config.id
 
     def describe(self) -> dict[str, Any]:
         """Model metadata and batching figures for /api/v1/models and /api/v1/status."""
@@ -273,4 +334,12 @@ class LocalModelServer:
             "batched_requests": self.batched_requests,
             "average_batch_size": round(average, 3),
             "max_batch_size": self.batching.max_batch_size,
+            "adapters": {
+                "configured": sorted(self.adapters.paths),
+                "loaded": self.adapters.loaded,
+                "model_cache_size": self.config.model_cache_size,
+                "loads": self.adapters.loads,
+                "unloads": self.adapters.unloads,
+            },
+            "placement": replica_placement(),
         }

@@ -6,7 +6,9 @@ trip; per-key and per-IP limits are exact across replicas (the shared `RateLimit
 deployment, or Redis) and cost one call only when a limit is configured.
 """
 
+import math
 import os
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -18,11 +20,12 @@ from serve_app.auth import (
 )
 from serve_app.catalog import ModelRoute
 from serve_app.config import GatewayConfig
-from serve_app.errors import RateLimitError
+from serve_app.errors import InvalidRequestError, RateLimitError
 from serve_app.key_cache import KeyCache
 from serve_app.schemas.internal import GenerationParams
 
 CHARS_PER_TOKEN_ESTIMATE = 4
+TIMEOUT_HEADER = "x-request-timeout"
 
 
 class Limiter(Protocol):
@@ -85,6 +88,7 @@ class Admission:
             log=state.setdefault("log", {}),
             rate_limit_headers=state.setdefault("rate_limit_headers", []),
         )
+        ctx.deadline = time.time() + self.timeout_s(headers)
         presented = presented_key(dict(headers))
         if is_admin_key(presented, self.admin_key):
             ctx.is_admin = True
@@ -95,6 +99,22 @@ class Admission:
             ctx.key = await self.keys.authenticate(presented)
         ctx.log["key_id"] = ctx.key_id
         return ctx
+
+    def timeout_s(self, headers: Mapping[str, str]) -> float:
+        """The configured deadline, or less when the client asks (`X-Request-Timeout`)."""
+        limit = self.config.ingress.request_timeout_s
+        asked = headers.get(TIMEOUT_HEADER)
+        if asked is None:
+            return limit
+        try:
+            seconds = float(asked)
+        except ValueError:
+            seconds = math.nan
+        if not 0 < seconds < math.inf:
+            raise InvalidRequestError(
+                f"{TIMEOUT_HEADER} must be a positive number of seconds.", param=TIMEOUT_HEADER
+            )
+        return min(seconds, limit)
 
     async def admit(self, ctx: RequestContext, route: ModelRoute, params: GenerationParams) -> None:
         """Model permission (403), budget (402), then per-key and per-IP limits (429)."""

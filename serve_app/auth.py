@@ -7,6 +7,8 @@ fills in the model, tokens and cost as it learns them.
 
 import hmac
 import ipaddress
+import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +29,11 @@ class RequestContext:
     is_admin: bool = False
     log: dict[str, Any] = field(default_factory=dict)
     rate_limit_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    deadline: float = math.inf  # wall-clock time (time.time()) the request must end by
+
+    def remaining_s(self, cap_s: float) -> float:
+        """Seconds left before the deadline, at most `cap_s`."""
+        return min(cap_s, self.deadline - time.time())
 
     @property
     def key_id(self) -> str:

@@ -14,7 +14,7 @@ from ray.serve.deployment import Deployment
 from deployments.local_model import LocalModelServer
 from deployments.provider_proxy import ProviderProxy
 from deployments.rate_limiter import RateLimiter
-from serve_app.config import GatewayConfig, LocalModelConfig
+from serve_app.config import AdapterConfig, GatewayConfig, LocalModelConfig
 from serve_app.config_check import validate_args
 from serve_app.ingress import GatewayIngress
 
@@ -33,7 +33,8 @@ def as_deployment(cls: type) -> Deployment:
     return deployment
 
 
-def local_model_deployment(model: LocalModelConfig) -> Application:
+def local_model_deployment(model: LocalModelConfig, adapters: list[AdapterConfig]) -> Application:
+    """One deployment per base model; its LoRA fine-tunes are multiplexed onto it."""
     options = model.serve_options()
     options["ray_actor_options"].update(num_gpus=model.num_gpus, resources=model.resources)
     deployment = as_deployment(LocalModelServer).options(
@@ -41,7 +42,8 @@ def local_model_deployment(model: LocalModelConfig) -> Application:
         user_config=model.batching.model_dump(),
         **options,
     )
-    return deployment.bind(model.model_dump(mode="json"))
+    paths = {adapter.id: adapter.path for adapter in adapters if adapter.base == model.id}
+    return deployment.bind(model.model_dump(mode="json"), paths)
 
 
 def limiter_deployment() -> Application:
@@ -71,7 +73,7 @@ def needs_shared_limiter(config: GatewayConfig) -> bool:
 
 def bind_graph(config: GatewayConfig) -> Application:
     limiter = limiter_deployment() if needs_shared_limiter(config) else None
-    handles = {model.id: local_model_deployment(model) for model in config.models}
+    handles = {model.id: local_model_deployment(model, config.adapters) for model in config.models}
     if limiter is not None:
         handles.update(provider_deployments(config, limiter))
     ingress = as_deployment(serve.ingress()(GatewayIngress)).options(

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from serve_app.config import (
+    AdapterConfig,
     CommercialModelConfig,
     GatewayConfig,
     GenerationDefaults,
@@ -34,6 +35,8 @@ class ModelRoute:
     rpm: int | None = None
     tpm: int | None = None
     default_max_tokens: int | None = None
+    adapter: str | None = None  # a LoRA fine-tune served by the `deployment` of its base
+    fallbacks: tuple[str, ...] = ()
 
     def resolve_max_tokens(self, requested: int | None) -> int:
         if requested is not None:
@@ -54,6 +57,25 @@ def local_route(model: LocalModelConfig, handle: Any) -> ModelRoute:
         defaults=model.defaults,
         price=model.price,
         description=model.description,
+        fallbacks=tuple(model.fallbacks),
+    )
+
+
+def adapter_route(adapter: AdapterConfig, base: LocalModelConfig, handle: Any) -> ModelRoute:
+    """Calls go to the base model's deployment, routed by Serve to a replica that has the
+    adapter loaded (`multiplexed_model_id`)."""
+    return ModelRoute(
+        model_id=adapter.id,
+        model_type="fine_tuned",
+        provider="local",
+        deployment=base.id,
+        handle=handle.options(multiplexed_model_id=adapter.id),
+        max_tokens_cap=base.max_new_tokens,
+        defaults=base.defaults,
+        price=adapter.price or base.price,
+        description=adapter.description,
+        adapter=adapter.id,
+        fallbacks=tuple(adapter.fallbacks),
     )
 
 
@@ -73,6 +95,7 @@ def commercial_route(model: CommercialModelConfig, handle: Any) -> ModelRoute:
         rpm=model.rpm,
         tpm=model.tpm,
         default_max_tokens=min(model.default_max_tokens, model.max_output_tokens),
+        fallbacks=tuple(model.fallbacks),
     )
 
 
@@ -81,10 +104,19 @@ class ModelCatalog:
 
     def __init__(self, routes: list[ModelRoute]) -> None:
         self._routes = {route.model_id: route for route in routes}
+        # A fine-tune also answers as `<base>:<adapter>`.
+        self._aliases = {
+            f"{route.deployment}:{route.adapter}": route for route in routes if route.adapter
+        }
 
     @classmethod
     def from_config(cls, config: GatewayConfig, handles: Mapping[str, Any]) -> "ModelCatalog":
         routes = [local_route(model, handles[model.id]) for model in config.models]
+        bases = {model.id: model for model in config.models}
+        routes += [
+            adapter_route(adapter, bases[adapter.base], handles[adapter.base])
+            for adapter in config.adapters
+        ]
         if config.commercial is not None:
             routes += [
                 commercial_route(model, handles[model.provider])
@@ -94,7 +126,7 @@ class ModelCatalog:
         return cls(routes)
 
     def get(self, model_id: str) -> ModelRoute:
-        route = self._routes.get(model_id)
+        route = self._routes.get(model_id) or self._aliases.get(model_id)
         if route is None:
             raise model_not_found(model_id)
         return route

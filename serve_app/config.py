@@ -11,7 +11,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
-RESERVED_DEPLOYMENT_NAMES = frozenset({"Gateway", "openai", "anthropic"})
+RESERVED_DEPLOYMENT_NAMES = frozenset({"Gateway", "openai", "anthropic", "RateLimiter"})
+FALLBACKS_DESCRIPTION = (
+    "Model ids tried in order when this model fails upstream (429, 5xx, timeout, "
+    "connection error, open circuit)."
+)
 
 
 class StrictModel(BaseModel):
@@ -110,6 +114,44 @@ class LocalModelConfig(ReplicaConfig):
     torch_threads: int = Field(1, ge=1, le=64, description="CPU threads torch may use.")
     defaults: GenerationDefaults = Field(default_factory=GenerationDefaults)
     price: PriceConfig = Field(default_factory=PriceConfig)
+    max_queued_requests: int = Field(
+        256, ge=-1, description="Requests waiting for a replica; beyond it a fast 503."
+    )
+    model_cache_size: int = Field(
+        3,
+        ge=1,
+        le=256,
+        description="LoRA adapters kept loaded per replica, least recently used evicted "
+        "(MODEL_CACHE_SIZE when the YAML sets none).",
+    )
+    fallbacks: list[str] = Field(
+        default_factory=list, description=FALLBACKS_DESCRIPTION, max_length=8
+    )
+
+
+class AdapterConfig(StrictModel):
+    """A fine-tune stored as a PEFT LoRA adapter, served by its base model's deployment."""
+
+    id: str = Field(pattern=MODEL_ID_PATTERN, description="Gateway model id of the fine-tune.")
+    base: str = Field(description="Id of the local model the adapter was trained on.")
+    path: str = Field(min_length=1, description="Directory saved with PEFT `save_pretrained`.")
+    description: str = Field("", description="Shown in the model listing.")
+    price: PriceConfig | None = Field(None, description="Defaults to the base model's price.")
+    fallbacks: list[str] = Field(
+        default_factory=list, description=FALLBACKS_DESCRIPTION, max_length=8
+    )
+
+
+class CircuitBreakerConfig(StrictModel):
+    """One breaker per provider and per local deployment, in each ingress replica."""
+
+    enabled: bool = Field(True, description="Stop calling a deployment that keeps failing.")
+    failure_threshold: int = Field(
+        5, ge=1, description="Consecutive upstream failures that open the circuit."
+    )
+    cooldown_s: float = Field(
+        30.0, gt=0, description="Open time before one trial call (half-open) is let through."
+    )
 
 
 class IngressConfig(ReplicaConfig):
@@ -120,7 +162,15 @@ class IngressConfig(ReplicaConfig):
     max_prompt_chars: int = Field(32_000, ge=1, description="Longer prompts get 400.")
     max_batch_items: int = Field(16, ge=1, le=1024, description="Items in one /generate/batch.")
     max_stop_sequences: int = Field(4, ge=0, le=64, description="Stop strings per request.")
-    request_timeout_s: float = Field(120.0, gt=0, description="Deadline for one model call.")
+    request_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Deadline of one request, end to end (fallbacks included); a client may "
+        "ask for less with the X-Request-Timeout header (seconds).",
+    )
+    max_queued_requests: int = Field(
+        2048, ge=-1, description="Requests waiting for an ingress replica; beyond it 503."
+    )
     status_probe_timeout_s: float = Field(2.0, gt=0, description="Per-model probe in /ready.")
 
 
@@ -150,6 +200,9 @@ class ProviderConfig(ReplicaConfig):
         2.0, ge=0, description="How long a request over the limit waits before 429."
     )
     max_ongoing_requests: int = Field(128, ge=1, description="Concurrent calls per replica.")
+    max_queued_requests: int = Field(
+        1024, ge=-1, description="Calls waiting for a replica; beyond it a fast 503."
+    )
     autoscaling: AutoscalingConfig | None = Field(
         default_factory=lambda: AutoscalingConfig(
             min_replicas=1, max_replicas=4, target_ongoing_requests=32
@@ -181,6 +234,9 @@ class CommercialModelConfig(StrictModel):
     )
     rpm: int | None = Field(None, ge=1, description="Requests per minute for this model.")
     tpm: int | None = Field(None, ge=1, description="Tokens per minute for this model.")
+    fallbacks: list[str] = Field(
+        default_factory=list, description=FALLBACKS_DESCRIPTION, max_length=8
+    )
 
 
 class CommercialConfig(StrictModel):
@@ -272,6 +328,10 @@ class GatewayConfig(StrictModel):
 
     ingress: IngressConfig = Field(default_factory=IngressConfig)
     models: list[LocalModelConfig] = Field(default_factory=list, description="Local models.")
+    adapters: list[AdapterConfig] = Field(
+        default_factory=list, description="LoRA fine-tunes, each over one of `models`."
+    )
+    circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
     commercial: CommercialConfig | None = Field(
         None, description="Commercial providers and their catalog; omit to serve none."
     )
@@ -286,4 +346,17 @@ class GatewayConfig(StrictModel):
             if model.id in RESERVED_DEPLOYMENT_NAMES:
                 raise ValueError(f"model id {model.id!r} is reserved for a gateway deployment")
             seen.add(model.id)
+        for adapter in self.adapters:
+            if adapter.id in seen or adapter.id in RESERVED_DEPLOYMENT_NAMES:
+                raise ValueError(f"adapter id {adapter.id!r} is already a model id")
+            if adapter.base not in {model.id for model in self.models}:
+                raise ValueError(
+                    f"adapter {adapter.id!r}: base {adapter.base!r} is not a local model id"
+                )
+            seen.add(adapter.id)
         return self
+
+    def local_ids(self) -> set[str]:
+        """Ids of local models and adapters (adapters also answer as `<base>:<id>`)."""
+        ids = {model.id for model in self.models} | {a.id for a in self.adapters}
+        return ids | {f"{a.base}:{a.id}" for a in self.adapters}

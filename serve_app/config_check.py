@@ -14,7 +14,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from serve_app.config import CommercialConfig, CommercialModelConfig, GatewayConfig
+from serve_app.config import (
+    AdapterConfig,
+    CommercialConfig,
+    CommercialModelConfig,
+    GatewayConfig,
+    LocalModelConfig,
+)
 from serve_app.settings import apply_environment, production_problems
 
 BUILDER_IMPORT_PATH = "serve_app.builder:build_app"
@@ -59,14 +65,33 @@ def validate_args(
     problems = production_problems(config, environ)
     if problems:
         raise ConfigError("refusing to start in production:\n  - " + "\n  - ".join(problems))
-    if config.commercial is None:
-        return config
-    commercial = resolve_catalog(config.commercial)
-    local_ids = {model.id for model in config.models}
-    clashes = local_ids & {model.id for model in commercial.models}
-    if clashes:
-        raise ConfigError(f"model ids used by both local and commercial models: {sorted(clashes)}")
-    return config.model_copy(update={"commercial": commercial})
+    if config.commercial is not None:
+        commercial = resolve_catalog(config.commercial)
+        clashes = config.local_ids() & {model.id for model in commercial.models}
+        if clashes:
+            raise ConfigError(
+                f"model ids used by both local and commercial models: {sorted(clashes)}"
+            )
+        config = config.model_copy(update={"commercial": commercial})
+    check_fallbacks(config)
+    return config
+
+
+def check_fallbacks(config: GatewayConfig) -> None:
+    """Every fallback names a known model other than the one it backs up."""
+    commercial = config.commercial.models if config.commercial else []
+    known = config.local_ids() | {model.id for model in commercial}
+    declared: list[LocalModelConfig | AdapterConfig | CommercialModelConfig] = [
+        *config.models,
+        *config.adapters,
+        *commercial,
+    ]
+    for model in declared:
+        for fallback in model.fallbacks:
+            if fallback == model.id or fallback not in known:
+                raise ConfigError(
+                    f"model {model.id!r}: fallback {fallback!r} is not another known model id"
+                )
 
 
 def default_catalog() -> list[CommercialModelConfig]:

@@ -16,11 +16,13 @@ from serve_app.admission import Admission
 from serve_app.auth import RequestContext
 from serve_app.catalog import ModelCatalog, ModelRoute
 from serve_app.config import GatewayConfig
-from serve_app.errors import GatewayError, InvalidRequestError
+from serve_app.errors import GatewayError, InvalidRequestError, UpstreamTimeoutError
+from serve_app.fallbacks import complete_with_fallbacks, stream_with_fallbacks
 from serve_app.handle_calls import call_with_deadline
 from serve_app.ledger import Ledger, UsageRecord
 from serve_app.model_views import DeploymentProbe
 from serve_app.pricing import cost_usd
+from serve_app.resilience import CircuitBreakers
 from serve_app.schemas.internal import (
     ChatMessage,
     GenerationOutput,
@@ -48,6 +50,7 @@ class Gateway:
         self.admission = admission or Admission(config, None, None)
         self.metrics = metrics
         self.probe = DeploymentProbe(self, handles)
+        self.breakers = CircuitBreakers(config.circuit_breaker)
         self.started_at = time.monotonic()
         self.started_wall = time.time()
 
@@ -98,6 +101,7 @@ class Gateway:
             top_p=_first_set(top_p, defaults.top_p if defaults else None),
             stop=self.check_stop(stop or []),
             messages=messages,
+            adapter=route.adapter,
         )
         return route, params
 
@@ -132,35 +136,83 @@ class Gateway:
         rid = request_id or ctx.request_id
         route, params = self.resolve(request, rid)
         await self.admission.admit(ctx, route, params)
-        output, latency_ms, cost = await self.call_model(route, params, ctx)
-        return self.shape_response(route, output, latency_ms, cost, rid)
+        used, output, latency_ms, cost = await complete_with_fallbacks(self, route, params, ctx)
+        return self.shape_response(used, output, latency_ms, cost, rid, requested=route)
 
     async def open_stream(
         self, route: ModelRoute, params: GenerationParams, ctx: RequestContext
     ) -> tuple[ChunkStream, StreamChunk]:
-        """Start a streamed generation; the first chunk is in hand (errors raise here)."""
-        stream = open_stream(route, params, ctx, self.account)
-        first = await stream.first(self.config.ingress.request_timeout_s)
+        """Start a streamed generation, falling back before the first chunk if need be;
+        the first chunk is in hand (errors raise here). `stream.route` is what answers."""
+        return await stream_with_fallbacks(self, route, params, ctx)
+
+    async def open_stream_once(
+        self, route: ModelRoute, params: GenerationParams, ctx: RequestContext, requested: str
+    ) -> tuple[ChunkStream, StreamChunk]:
+        def account(
+            route: ModelRoute,
+            request_id: str,
+            ctx: RequestContext,
+            started: float,
+            output: GenerationOutput | None,
+            error: GatewayError | None,
+        ) -> tuple[float, float]:
+            return self.account(route, request_id, ctx, started, output, error, requested)
+
+        stream = open_stream(route, params, ctx, account)
+        try:
+            self.breakers.check(route.deployment)
+        except GatewayError as error:
+            stream.response.cancel()
+            stream.finish(error)
+            raise
+        try:
+            first = await stream.first(self.time_left(ctx, route))
+        except GatewayError as error:
+            self.breakers.record(route.deployment, error)
+            raise
+        self.breakers.record(route.deployment, None)
         return stream, first
 
+    def time_left(self, ctx: RequestContext, route: ModelRoute) -> float:
+        remaining = ctx.remaining_s(self.config.ingress.request_timeout_s)
+        if remaining <= 0:
+            raise UpstreamTimeoutError(
+                f"The request's deadline passed before {route.model_id!r} was called.",
+                code="deadline_exceeded",
+            )
+        return remaining
+
     async def call_model(
-        self, route: ModelRoute, params: GenerationParams, ctx: RequestContext
+        self,
+        route: ModelRoute,
+        params: GenerationParams,
+        ctx: RequestContext,
+        requested: str | None = None,
     ) -> tuple[GenerationOutput, float, float]:
         """One handle call, accounted for in the counters and the ledger either way."""
         started = time.perf_counter()
         try:
+            self.breakers.check(route.deployment)
+            timeout_s = self.time_left(ctx, route)
+        except GatewayError as error:
+            self.account(route, params.request_id, ctx, started, None, error, requested)
+            raise
+        try:
             output: GenerationOutput = await call_with_deadline(
-                route.handle.generate.remote(params),
-                route.deployment,
-                self.config.ingress.request_timeout_s,
+                route.handle.generate.remote(params), route.deployment, timeout_s
             )
         except GatewayError as error:
-            self.account(route, params.request_id, ctx, started, None, error)
+            self.breakers.record(route.deployment, error)
+            self.account(route, params.request_id, ctx, started, None, error, requested)
             raise
         except asyncio.CancelledError:  # the client went away; the handle call is cancelled
-            self.account(route, params.request_id, ctx, started, CANCELLED, None)
+            self.account(route, params.request_id, ctx, started, CANCELLED, None, requested)
             raise
-        latency_ms, cost = self.account(route, params.request_id, ctx, started, output, None)
+        self.breakers.record(route.deployment, None)
+        latency_ms, cost = self.account(
+            route, params.request_id, ctx, started, output, None, requested
+        )
         return output, latency_ms, cost
 
     def account(
@@ -171,8 +223,12 @@ class Gateway:
         started: float,
         output: GenerationOutput | None,
         error: GatewayError | None,
+        requested: str | None = None,
     ) -> tuple[float, float]:
-        """Counters, metrics, the ledger, the key's spend and the access-log fields."""
+        """Counters, metrics, the ledger, the key's spend and the access-log fields.
+
+        `route` is what served (or failed); `requested` the model asked for, when a fallback
+        served it: the ledger keeps both (`model_id` asked, `served_model` answered)."""
         latency_ms = (time.perf_counter() - started) * 1000
         self.counters[route.model_id].record(latency_ms, error is None)
         input_tokens = output.input_tokens if output else 0
@@ -183,7 +239,7 @@ class Gateway:
                 ts=time.time(),
                 request_id=request_id,
                 key_id=ctx.key_id,
-                model_id=route.model_id,
+                model_id=requested or route.model_id,
                 provider=route.provider,
                 served_model=(output.served_model if output else "") or route.model_id,
                 input_tokens=input_tokens,
@@ -197,7 +253,8 @@ class Gateway:
         if ctx.key is not None and self.admission.keys is not None and cost:
             self.admission.keys.add_spend(ctx.key.id, cost)
         ctx.log.update(
-            model=route.model_id,
+            model=requested or route.model_id,
+            served_model=route.model_id,
             provider=route.provider,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
@@ -246,7 +303,10 @@ class Gateway:
         latency_ms: float,
         cost: float,
         request_id: str,
+        requested: ModelRoute | None = None,
     ) -> dict[str, Any]:
+        """`model_id` is the model that answered; `metadata.requested_model` the one asked
+        for (they differ when a fallback answered)."""
         return {
             "text": output.text,
             "model_id": route.model_id,
@@ -262,6 +322,8 @@ class Gateway:
                 "cost_usd": cost,
                 "finish_reason": output.finish_reason,
                 "request_id": request_id,
+                "requested_model": (requested or route).model_id,
+                "fallback_used": requested is not None and requested is not route,
             },
             "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         }
@@ -294,6 +356,7 @@ class Gateway:
             "uptime_s": round(time.monotonic() - self.started_at, 3),
             "models": models,
             "ledger": self.ledger.health(),
+            "circuit_breakers": self.breakers.snapshot(),
         }
 
     async def close(self) -> None:

@@ -2,9 +2,10 @@
 start-up refusals of the production environment.
 
 Read when the app is built (never at import): `APP_ENV`, `CORS_ORIGINS` (comma-separated),
-`LEDGER_URL`, `RATE_LIMIT_URL` (switches rate limits to Redis), `LOG_LEVEL`. Provider keys
-(`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`) and the admin key (`GATEWAY_ADMIN_KEY`) are read by
-the replicas themselves; `PORT` by `scripts/run.py`.
+`LEDGER_URL`, `RATE_LIMIT_URL` (switches rate limits to Redis), `LOG_LEVEL`,
+`MODEL_CACHE_SIZE` (LoRA adapters loaded per replica, for models whose YAML sets none).
+Provider keys (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`) and the admin key (`GATEWAY_ADMIN_KEY`)
+are read by the replicas themselves; `PORT` by `serve_app/launch.py`.
 """
 
 import copy
@@ -36,6 +37,10 @@ def apply_environment(args: dict[str, Any], environ: Mapping[str, str]) -> dict[
         _set(merged, ("rate_limits", "redis_url"), environ["RATE_LIMIT_URL"])
     if environ.get("LOG_LEVEL"):
         _set(merged, ("logging", "level"), environ["LOG_LEVEL"].upper())
+    if environ.get("MODEL_CACHE_SIZE"):
+        for model in merged.get("models") or []:
+            if isinstance(model, dict):
+                model.setdefault("model_cache_size", environ["MODEL_CACHE_SIZE"].strip())
     return merged
 
 

@@ -20,6 +20,7 @@ PROVIDER_KEYS = {
     "ANTHROPIC_API_KEY": "sk-ant-test-0123456789abcdef",
 }
 ADMIN_KEY = "admin-test-key-0123456789"
+GPU_NODE_RESOURCE = "gpu_node"
 
 
 def free_port() -> int:
@@ -47,37 +48,55 @@ def random_model_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[dict[str, Any]]:
-    """A local Ray instance with Serve on a free loopback port; shut down after the session."""
+    """One Ray cluster per session, shut down after it: two Ray nodes on this machine.
+
+    The head node has no GPU (ingress, proxies and the limiter go anywhere); the worker node
+    has one *logical* GPU and the custom resource `gpu_node`, like a GPU worker of
+    `cluster.yaml`. Serve's HTTP proxy runs on the head only, on a free loopback port.
+    """
     import ray
     from ray import serve
+    from ray.cluster_utils import Cluster
 
     os.environ.update(RAY_ENV)
     os.environ.update(PROVIDER_KEYS)
     os.environ["GATEWAY_ADMIN_KEY"] = ADMIN_KEY
     metrics_port = free_port()
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
-    ray.init(
-        num_cpus=6,
-        num_gpus=0,
-        object_store_memory=100 * 1024 * 1024,
-        include_dashboard=False,
-        _temp_dir=temp_dir,
-        log_to_driver=False,
-        _metrics_export_port=metrics_port,
-        _system_config={"metrics_report_interval_ms": 1000},
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 6,
+            "num_gpus": 0,
+            "object_store_memory": 100 * 1024 * 1024,
+            "include_dashboard": False,
+            "temp_dir": temp_dir,
+            "metrics_export_port": metrics_port,
+            "_system_config": {"metrics_report_interval_ms": 1000},
+        },
     )
+    gpu_node = cluster.add_node(
+        num_cpus=2,
+        num_gpus=1,
+        resources={GPU_NODE_RESOURCE: 1},
+        object_store_memory=80 * 1024 * 1024,
+    )
+    ray.init(address=cluster.address, log_to_driver=False)
     port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
     try:
         yield {
             "port": port,
             "base_url": f"http://127.0.0.1:{port}",
             "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics",
             "temp_dir": temp_dir,
+            "cluster": cluster,
+            "gpu_node_id": gpu_node.node_id,
         }
     finally:
         serve.shutdown()
         ray.shutdown()
+        cluster.shutdown()
 
 
 @pytest.fixture(scope="session")

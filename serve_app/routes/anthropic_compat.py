@@ -49,9 +49,9 @@ async def messages(
         stop=body.stop_list(),
     )
     message_id = f"msg_{ctx.request_id}"
-    fmt = AnthropicStream(body.model, message_id)
 
-    def sse(first: StreamChunk) -> SSEFormat:
+    def sse(first: StreamChunk, served: str | None) -> SSEFormat:
+        fmt = AnthropicStream(served or body.model, message_id)
         return SSEFormat(
             start=fmt.start(first.input_tokens),
             delta=fmt.delta,
@@ -65,5 +65,7 @@ async def messages(
         admitted,
         body.stream,
         sse,
-        lambda out: anthropic_message(out, model=body.model, message_id=message_id),
+        lambda out, served: anthropic_message(
+            out, model=served or body.model, message_id=message_id
+        ),
     )

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from serve_app.auth import RequestContext
 from serve_app.catalog import ModelRoute
+from serve_app.fallbacks import complete_with_fallbacks
 from serve_app.gateway import Gateway
 from serve_app.routes.native import json_response
 from serve_app.routes.sse import SSEFormat, sse_response
@@ -18,13 +19,18 @@ async def respond(
     ctx: RequestContext,
     admitted: tuple[ModelRoute, GenerationParams],
     stream: bool,
-    sse_format: Callable[[StreamChunk], SSEFormat],
-    body_of: Callable[[GenerationOutput], dict[str, Any]],
+    sse_format: Callable[[StreamChunk, str | None], SSEFormat],
+    body_of: Callable[[GenerationOutput, str | None], dict[str, Any]],
 ) -> Response:
-    """`sse_format` gets the first chunk (some APIs put its token counts in the opening)."""
+    """`sse_format` gets the first chunk (some APIs put its token counts in the opening).
+    Both get the id of the fallback model that answered, or None when the requested one did."""
     route, params = admitted
     if stream:
         chunks, first = await gateway.open_stream(route, params, ctx)
-        return sse_response(chunks, first, sse_format(first))
-    output, _, _ = await gateway.call_model(route, params, ctx)
-    return json_response(body_of(output))
+        return sse_response(chunks, first, sse_format(first, _fallback_name(route, chunks.route)))
+    used, output, _, _ = await complete_with_fallbacks(gateway, route, params, ctx)
+    return json_response(body_of(output, _fallback_name(route, used)))
+
+
+def _fallback_name(requested: ModelRoute, used: ModelRoute) -> str | None:
+    return None if used is requested else used.model_id

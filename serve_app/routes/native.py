@@ -99,12 +99,12 @@ async def get_model(
     return json_response(await gateway.probe.get_model(model_id))
 
 
-def native_sse(gateway: Gateway, route: ModelRoute, rid: str) -> SSEFormat:
+def native_sse(gateway: Gateway, route: ModelRoute, used: ModelRoute, rid: str) -> SSEFormat:
     """`data: {"text": delta}` frames, then the full native response, then `[DONE]`."""
 
     def end(result: StreamResult) -> bytes:
         body = gateway.shape_response(
-            route, result.output(), result.latency_ms, result.cost_usd, rid
+            used, result.output(), result.latency_ms, result.cost_usd, rid, requested=route
         )
         body["metrics"]["time_to_first_token_ms"] = round(result.first_token_ms or 0.0, 3)
         return sse_data(body) + SSE_DONE
@@ -132,7 +132,7 @@ async def generate(
     route, params = gateway.resolve(body, ctx.request_id)
     await gateway.admission.admit(ctx, route, params)
     stream, first = await gateway.open_stream(route, params, ctx)
-    return sse_response(stream, first, native_sse(gateway, route, ctx.request_id))
+    return sse_response(stream, first, native_sse(gateway, route, stream.route, ctx.request_id))
 
 
 @router.post("/generate/batch", response_model=BatchGenerateResponse, responses=ERRORS)

@@ -57,15 +57,16 @@ async def chat_completions(
         stop=body.stop_list(),
     )
     completion_id, created = f"chatcmpl-{ctx.request_id}", int(time.time())
-    fmt = OpenAIChatStream(body.model, completion_id, created, body.include_usage())
     return await respond(
         gateway,
         ctx,
         admitted,
         body.stream,
-        lambda _: _openai_sse(fmt),
-        lambda out: openai_chat_completion(
-            out, model=body.model, completion_id=completion_id, created=created
+        lambda _, served: _openai_sse(
+            OpenAIChatStream(served or body.model, completion_id, created, body.include_usage())
+        ),
+        lambda out, served: openai_chat_completion(
+            out, model=served or body.model, completion_id=completion_id, created=created
         ),
     )
 
@@ -86,15 +87,18 @@ async def completions(
         stop=body.stop_list(),
     )
     completion_id, created = f"cmpl-{ctx.request_id}", int(time.time())
-    fmt = OpenAICompletionStream(body.model, completion_id, created, body.include_usage())
     return await respond(
         gateway,
         ctx,
         admitted,
         body.stream,
-        lambda _: _openai_sse(fmt),
-        lambda out: openai_completion(
-            out, model=body.model, completion_id=completion_id, created=created
+        lambda _, served: _openai_sse(
+            OpenAICompletionStream(
+                served or body.model, completion_id, created, body.include_usage()
+            )
+        ),
+        lambda out, served: openai_completion(
+            out, model=served or body.model, completion_id=completion_id, created=created
         ),
     )
 

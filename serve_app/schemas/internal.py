@@ -25,6 +25,8 @@ class GenerationParams:
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     messages: tuple[ChatMessage, ...] = field(default=())
+    adapter: str | None = None  # LoRA fine-tune to apply over the deployment's base model
+    deadline: float | None = None  # wall-clock time (time.time()) after which to give up
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,3 +45,10 @@ class FakeHandle:
     def __init__(self, **methods: Callable[..., Any]) -> None:
         for name, function in methods.items():
             setattr(self, name, FakeMethod(function))
+
+    def options(self, **options: Any) -> "FakeHandle":
+        """Like `DeploymentHandle.options`: the same methods, the options recorded."""
+        clone = FakeHandle()
+        clone.__dict__.update(self.__dict__)
+        clone.options_used = options  # type: ignore[attr-defined]
+        return clone
