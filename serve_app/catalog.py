@@ -125,8 +125,11 @@ class ModelCatalog:
             ]
         return cls(routes)
 
+    def find(self, model_id: str) -> ModelRoute | None:
+        return self._routes.get(model_id) or self._aliases.get(model_id)
+
     def get(self, model_id: str) -> ModelRoute:
-        route = self._routes.get(model_id) or self._aliases.get(model_id)
+        route = self.find(model_id)
         if route is None:
             raise model_not_found(model_id)
         return route

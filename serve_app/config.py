@@ -172,6 +172,13 @@ class IngressConfig(ReplicaConfig):
         2048, ge=-1, description="Requests waiting for an ingress replica; beyond it 503."
     )
     status_probe_timeout_s: float = Field(2.0, gt=0, description="Per-model probe in /ready.")
+    fast_path: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Ray 2.60's HAProxy ingress (direct to the ingress replica, gRPC between "
+        "deployments), switched on by `serve_app.launch` before Ray starts. `auto`: on unless "
+        "per-IP limits are set (HAProxy adds no X-Forwarded-For, so every client would share "
+        "its address). GATEWAY_FAST_PATH=on|off overrides.",
+    )
 
 
 ProviderName = Literal["openai", "anthropic"]
@@ -353,7 +360,10 @@ class GatewayConfig(StrictModel):
                 raise ValueError(
                     f"adapter {adapter.id!r}: base {adapter.base!r} is not a local model id"
                 )
-            seen.add(adapter.id)
+            alias = f"{adapter.base}:{adapter.id}"
+            if alias in seen:
+                raise ValueError(f"model id {alias!r} hides the alias of adapter {adapter.id!r}")
+            seen.update({adapter.id, alias})
         return self
 
     def local_ids(self) -> set[str]:

@@ -42,11 +42,15 @@ def error_response(error: GatewayError, path: str = "") -> Response:
 
 
 def validation_error(exc: RequestValidationError) -> GatewayError:
-    """One readable message naming the first offending field."""
+    """One readable message naming the first offending field (a model-level check names the
+    field below the model in its context's `field`)."""
     first = exc.errors()[0] if exc.errors() else {}
     if first.get("type") == "json_invalid":
         return InvalidRequestError("The request body is not valid JSON.", code="invalid_json")
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    field = (first.get("ctx") or {}).get("field")
+    if field:
+        location.append(str(field))
     param = ".".join(location) or None
     message = str(first.get("msg", "Invalid request."))
     if first.get("type") == "extra_forbidden":
@@ -56,9 +60,22 @@ def validation_error(exc: RequestValidationError) -> GatewayError:
     return InvalidRequestError(message, param=param, code=first.get("type"))
 
 
+def body_parse_error(cause: BaseException) -> InvalidRequestError:
+    """FastAPI's 400 for a body its JSON decoder raised on (other than `JSONDecodeError`)."""
+    if isinstance(cause, UnicodeDecodeError):
+        message = "The request body is not valid UTF-8."
+    elif isinstance(cause, RecursionError):
+        message = "The request body's JSON is nested too deeply."
+    else:  # e.g. an integer literal past Python's digit limit
+        message = "The request body is not valid JSON."
+    return InvalidRequestError(message, code="invalid_json")
+
+
 def http_error(exc: StarletteHTTPException) -> GatewayError:
     if isinstance(exc.__cause__, GatewayError):
         return exc.__cause__  # e.g. 413 raised while FastAPI read a chunked body
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        return body_parse_error(exc.__cause__)
     if exc.status_code == 404:
         return NotFoundError("No route matches this path.", code="route_not_found")
     if exc.status_code == 405:

@@ -28,8 +28,8 @@ def candidates(
     """The requested model, then each fallback the caller's key may use."""
     yield route, params
     for model_id in route.fallbacks:
-        fallback = gateway.catalog.get(model_id)
-        if ctx.key is not None and not ctx.key.allows(fallback.model_id):
+        fallback = gateway.catalog.find(model_id)  # None: e.g. its provider is not deployed
+        if fallback is None or (ctx.key is not None and not ctx.key.allows(fallback.model_id)):
             continue
         yield fallback, params_for(fallback, params)
 

@@ -6,7 +6,9 @@ provider deployment); its usage is appended to the ledger buffer, written off th
 """
 
 import asyncio
+import dataclasses
 import datetime as dt
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -159,29 +161,50 @@ class Gateway:
         ) -> tuple[float, float]:
             return self.account(route, request_id, ctx, started, output, error, requested)
 
-        stream = open_stream(route, params, ctx, account)
+        started = time.perf_counter()
         try:
-            self.breakers.check(route.deployment)
+            timeout_s = self.admit_call(route, ctx)
         except GatewayError as error:
-            stream.response.cancel()
-            stream.finish(error)
+            account(route, params.request_id, ctx, started, None, error)
             raise
+        stream = open_stream(route, self.with_deadline(params, ctx), ctx, account)
         try:
-            first = await stream.first(self.time_left(ctx, route))
+            first = await stream.first(timeout_s)
         except GatewayError as error:
-            self.breakers.record(route.deployment, error)
+            self.record_outcome(route, error, timeout_s)
+            raise
+        except asyncio.CancelledError:
+            self.breakers.release(route.deployment)
             raise
         self.breakers.record(route.deployment, None)
         return stream, first
 
-    def time_left(self, ctx: RequestContext, route: ModelRoute) -> float:
+    def admit_call(self, route: ModelRoute, ctx: RequestContext) -> float:
+        """The circuit lets the call through, and the deadline leaves time for it: the
+        seconds it may take."""
+        self.breakers.check(route.deployment)
         remaining = ctx.remaining_s(self.config.ingress.request_timeout_s)
         if remaining <= 0:
+            self.breakers.release(route.deployment)
             raise UpstreamTimeoutError(
                 f"The request's deadline passed before {route.model_id!r} was called.",
                 code="deadline_exceeded",
             )
         return remaining
+
+    def record_outcome(self, route: ModelRoute, error: GatewayError, timeout_s: float) -> None:
+        """A deadline the client shortened says nothing about the upstream's health."""
+        if error.code == "deadline_exceeded" and timeout_s < self.config.ingress.request_timeout_s:
+            self.breakers.release(route.deployment)
+        else:
+            self.breakers.record(route.deployment, error)
+
+    @staticmethod
+    def with_deadline(params: GenerationParams, ctx: RequestContext) -> GenerationParams:
+        """The deadline travels with the call (a model skips rows whose time is up)."""
+        if not math.isfinite(ctx.deadline):
+            return params
+        return dataclasses.replace(params, deadline=ctx.deadline)
 
     async def call_model(
         self,
@@ -193,20 +216,22 @@ class Gateway:
         """One handle call, accounted for in the counters and the ledger either way."""
         started = time.perf_counter()
         try:
-            self.breakers.check(route.deployment)
-            timeout_s = self.time_left(ctx, route)
+            timeout_s = self.admit_call(route, ctx)
         except GatewayError as error:
             self.account(route, params.request_id, ctx, started, None, error, requested)
             raise
         try:
             output: GenerationOutput = await call_with_deadline(
-                route.handle.generate.remote(params), route.deployment, timeout_s
+                route.handle.generate.remote(self.with_deadline(params, ctx)),
+                route.deployment,
+                timeout_s,
             )
         except GatewayError as error:
-            self.breakers.record(route.deployment, error)
+            self.record_outcome(route, error, timeout_s)
             self.account(route, params.request_id, ctx, started, None, error, requested)
             raise
         except asyncio.CancelledError:  # the client went away; the handle call is cancelled
+            self.breakers.release(route.deployment)
             self.account(route, params.request_id, ctx, started, CANCELLED, None, requested)
             raise
         self.breakers.record(route.deployment, None)

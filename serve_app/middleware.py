@@ -3,8 +3,13 @@
 Pure ASGI (not `BaseHTTPMiddleware`) because it runs on every request: no extra task, no
 body copy. It sits outside FastAPI's exception handling, so it also turns an unexpected
 exception into the one error shape, with the request id, and never a stack trace.
+
+Neither uvicorn nor Ray Serve's proxy limits how long a client may take to send a body, so
+the middleware gives the whole body a deadline: a client that trickles it (slow-loris) or
+stops half-way gets 408 and the connection is closed, instead of holding a request slot.
 """
 
+import asyncio
 import json
 import logging
 import re
@@ -48,6 +53,15 @@ DOCS_CSP = (
     b"https://fastapi.tiangolo.com; frame-ancestors 'none'",
 )
 NO_STORE = (b"cache-control", b"no-store")
+CONNECTION_CLOSE = (b"connection", b"close")
+DEFAULT_BODY_TIMEOUT_S = 60.0
+
+
+class RequestTimeoutError(GatewayError):
+    """The client did not send the whole request body in time."""
+
+    status_code = 408
+    error_type = "request_timeout"
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> tuple[str, bool]:
@@ -86,9 +100,11 @@ class RequestContextMiddleware:
         trusted_proxies: tuple[Network, ...] = (),
         hsts_max_age_s: int = 0,
         access_log: bool = False,
+        body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
         self.proxy_echoes_request_id = proxy_echoes_request_id
         self.trusted_proxies = trusted_proxies
         self.hsts = (
@@ -128,6 +144,7 @@ class RequestContextMiddleware:
             extra.append(self.hsts)
         started = False
         began = time.perf_counter()
+        body = BodyGuard(receive, self.max_body_bytes, self.body_timeout_s)
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
@@ -138,6 +155,7 @@ class RequestContextMiddleware:
                     *message.get("headers", ()),
                     *extra,
                     *state["rate_limit_headers"],
+                    *([CONNECTION_CLOSE] if body.refused else []),
                 ]
             await send(message)
             if (
@@ -150,9 +168,10 @@ class RequestContextMiddleware:
         try:
             error = self._precheck(scope["method"], headers)
             if error is not None:
+                body.refused = True  # never read: close rather than drain it
                 await error_response(error, scope["path"])(scope, receive, send_with_headers)
                 return
-            await self.app(scope, self._limited(receive), send_with_headers)
+            await self.app(scope, body.receive, send_with_headers)
         except Exception as exc:
             if started:
                 raise
@@ -198,25 +217,54 @@ class RequestContextMiddleware:
                 code="unsupported_media_type",
             )
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            return self._too_large()
+            return too_large(self.max_body_bytes)
         return None
 
-    def _too_large(self) -> PayloadTooLargeError:
-        return PayloadTooLargeError(
-            f"The request body exceeds {self.max_body_bytes} bytes.", code="body_too_large"
-        )
 
-    def _limited(self, receive: Receive) -> Receive:
-        """Count body bytes as they arrive, for bodies without (or lying in) Content-Length."""
-        received = 0
+def too_large(max_body_bytes: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"The request body exceeds {max_body_bytes} bytes.", code="body_too_large"
+    )
 
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise self._too_large()
+
+class BodyGuard:
+    """The app's `receive` while the request body arrives: counts its bytes (for bodies
+    without, or lying in, Content-Length: 413) and holds the whole body to one deadline from
+    the request's start (408). Once the body is complete it passes messages straight through
+    (a streaming response waits on `receive` for the disconnect). `refused`: the body was cut
+    off, so the response must close the connection."""
+
+    def __init__(self, receive: Receive, max_bytes: int, timeout_s: float) -> None:
+        self._receive = receive
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+        self.deadline = asyncio.get_running_loop().time() + timeout_s
+        self.received = 0
+        self.complete = False
+        self.refused = False
+
+    async def receive(self) -> Message:
+        if self.complete:
+            return await self._receive()
+        try:
+            async with asyncio.timeout_at(self.deadline):  # no extra task, unlike wait_for
+                message = await self._receive()
+        except TimeoutError:
+            raise self._refuse(
+                RequestTimeoutError(
+                    f"The request body did not arrive within {self.timeout_s:g} s.",
+                    code="body_timeout",
+                )
+            ) from None
+        if message["type"] != "http.request":
+            self.complete = True  # http.disconnect
             return message
+        self.received += len(message.get("body", b""))
+        if self.received > self.max_bytes:
+            raise self._refuse(too_large(self.max_bytes))
+        self.complete = not message.get("more_body", False)
+        return message
 
-        return limited_receive
+    def _refuse(self, error: GatewayError) -> GatewayError:
+        self.refused = True
+        return error

@@ -26,14 +26,18 @@ class DeploymentProbe:
     def timeout_s(self) -> float:
         return self.gateway.config.ingress.status_probe_timeout_s
 
-    async def describe(self, deployment: str) -> dict[str, Any]:
-        """`{"status": "available"|"unavailable", ...}` for one deployment, never raising."""
+    async def describe(self, deployment: str, handle: Any = None) -> dict[str, Any]:
+        """`{"status": "available"|"unavailable", ...}` for one deployment, never raising.
+
+        `handle`: the route's own handle (an adapter's asks a replica that has it loaded)."""
+        handle = handle if handle is not None else self.handles[deployment]
         try:
             description = await call_with_deadline(
-                self.handles[deployment].describe.remote(), deployment, self.timeout_s
+                handle.describe.remote(), deployment, self.timeout_s
             )
         except GatewayError as error:
-            return {"status": "unavailable", "unavailable_reason": error.message}
+            reason = await asyncio.to_thread(self.pending_reason, deployment)
+            return {"status": "unavailable", "unavailable_reason": reason or error.message}
         if "metadata" in description:
             self._metadata[deployment] = description["metadata"]
         return {"status": "available", **description}
@@ -43,10 +47,42 @@ class DeploymentProbe:
         results = await asyncio.gather(*(self.describe(name) for name in names))
         return dict(zip(names, results))
 
+    def pending_reason(self, deployment: str) -> str | None:
+        """What Serve says of a deployment that does not answer (e.g. a replica waiting for
+        a GPU), with the resources each replica needs; None outside a Serve replica."""
+        from ray import serve
+        from ray.serve.context import _get_internal_replica_context
+
+        context = _get_internal_replica_context()
+        if context is None:
+            return None
+        application = serve.status().applications.get(context.app_name)
+        state = application.deployments.get(deployment) if application else None
+        if state is None:
+            return None
+        counts = {getattr(key, "value", key): n for key, n in state.replica_states.items()}
+        replicas = counts.get("RUNNING", 0)
+        message = state.message or f"{replicas} replica(s) running"
+        needs = self.replica_needs(deployment)
+        return f"deployment {deployment!r} is {state.status.value}: {message}" + (
+            f" Each replica needs {needs}." if needs else ""
+        )
+
+    def replica_needs(self, deployment: str) -> dict[str, float]:
+        for model in self.gateway.config.models:
+            if model.id == deployment:
+                needs = {"CPU": model.num_cpus, "GPU": model.num_gpus, **model.resources}
+                return {name: amount for name, amount in needs.items() if amount}
+        return {}
+
     def model_info(self, route: ModelRoute, description: dict[str, Any]) -> dict[str, Any]:
         metadata: dict[str, Any] = dict(self._metadata.get(route.deployment, {}))
         if route.model_type == "commercial":
             metadata = commercial_metadata(route)
+        elif description.get("placement"):
+            metadata["placement"] = description["placement"]
+        if route.adapter is not None:
+            metadata["adapter"] = adapter_metadata(route, description)
         if description.get("unavailable_reason"):
             metadata["unavailable_reason"] = description["unavailable_reason"]
         return {
@@ -75,7 +111,7 @@ class DeploymentProbe:
 
     async def get_model(self, model_id: str) -> dict[str, Any]:
         route = self.gateway.catalog.get(model_id)
-        return self.model_info(route, await self.describe(route.deployment))
+        return self.model_info(route, await self.describe(route.deployment, route.handle))
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:
         """Ready when every local model deployment answers; providers never block readiness."""
@@ -103,6 +139,20 @@ class DeploymentProbe:
         except GatewayError as error:
             result = {"provider": provider, "reachable": False, "error": error.message}
         return result
+
+
+def adapter_metadata(route: ModelRoute, description: dict[str, Any]) -> dict[str, Any]:
+    """Whether the replica that answered the probe has the adapter loaded (Serve sends an
+    adapter's probe to a replica that has it, when one does)."""
+    adapters = description.get("adapters") or {}
+    loaded = route.adapter in adapters.get("loaded", [])
+    return {
+        "base_model": route.deployment,
+        "alias": f"{route.deployment}:{route.adapter}",
+        "loaded": loaded,
+        "loaded_on": description.get("placement") if loaded else None,
+        "model_cache_size": adapters.get("model_cache_size"),
+    }
 
 
 def commercial_metadata(route: ModelRoute) -> dict[str, Any]:

@@ -20,6 +20,8 @@ State = Literal["closed", "open", "half_open"]
 FALLBACK_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Errors that say the upstream itself is unwell (a 429 says it is alive but busy).
 BREAKER_STATUSES = frozenset({500, 502, 504})
+# Neither healthy nor failing: busy (back-pressure), shed, or cut short by the client.
+NEUTRAL_CODES = frozenset({"backpressure", "circuit_open", "client_deadline"})
 
 
 def worth_a_fallback(error: GatewayError) -> bool:
@@ -34,16 +36,23 @@ class CircuitBreaker:
     failures: int = 0
     opened_at: float = 0.0
     trial_in_flight: bool = False
+    trial_started: float = 0.0
 
     def allow(self, now: float) -> bool:
         if self.state == "closed":
             return True
         if self.state == "open" and now - self.opened_at >= self.cooldown_s:
             self.state, self.trial_in_flight = "half_open", False
-        if self.state == "half_open" and not self.trial_in_flight:
-            self.trial_in_flight = True
+        # A trial that never reported back (cancelled) stops blocking after a cool-down.
+        stale_trial = self.trial_in_flight and now - self.trial_started >= self.cooldown_s
+        if self.state == "half_open" and (not self.trial_in_flight or stale_trial):
+            self.trial_in_flight, self.trial_started = True, now
             return True
         return False
+
+    def release(self) -> None:
+        """The call let through ended without telling anything about the upstream."""
+        self.trial_in_flight = False
 
     def record_success(self) -> None:
         self.state, self.failures, self.trial_in_flight = "closed", 0, False
@@ -91,10 +100,17 @@ class CircuitBreakers:
         breaker = self._breaker(deployment)
         if error is None:
             breaker.record_success()
-        elif error.status_code in BREAKER_STATUSES:
+        elif error.code in NEUTRAL_CODES:
+            breaker.release()
+        elif error.status_code in BREAKER_STATUSES or error.code == "deployment_unavailable":
             breaker.record_failure(self.clock())
         else:  # the upstream answered (e.g. 400, 429): it is alive
             breaker.record_success()
+
+    def release(self, deployment: str) -> None:
+        """A call let through was cancelled: it says nothing about the upstream."""
+        if self.config.enabled:
+            self._breaker(deployment).release()
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {

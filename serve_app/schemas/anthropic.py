@@ -4,14 +4,16 @@ Text only: a content block other than `text` (image, document, tool_use, tool_re
 thinking, ...) is rejected with one clear message, as is any unknown field. The response
 models document the bodies built in `serve_app.formats`.
 
-Imports nothing from the project but the internal `ChatMessage` dataclass.
+Imports nothing from the project but the internal `ChatMessage` dataclass and the Unicode
+check shared by the wire schemas.
 """
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from serve_app.schemas.internal import ChatMessage
+from serve_app.schemas.unicode import reject_lone_surrogates
 
 # Several text blocks of one message (or of `system`) are joined with this.
 BLOCK_SEPARATOR = "\n"
@@ -19,6 +21,11 @@ BLOCK_SEPARATOR = "\n"
 
 class AnthropicWireModel(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        return reject_lone_surrogates(data)
 
 
 def _reject_non_text_blocks(value: Any) -> Any:

@@ -1,12 +1,20 @@
-"""Wire schemas of the native API (`/api/v1`). Imports nothing else from the project."""
+"""Wire schemas of the native API (`/api/v1`). Imports nothing else from the project but
+the Unicode check shared by the wire schemas."""
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from serve_app.schemas.unicode import reject_lone_surrogates
 
 
 class WireModel(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        return reject_lone_surrogates(data)
 
 
 class ErrorBody(BaseModel):

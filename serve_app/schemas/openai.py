@@ -5,14 +5,16 @@ field is rejected (OpenAI's "Unrecognized request argument"), and so is any feat
 gateway cannot honour (`n` > 1, logprobs, image or audio content parts) rather than being
 silently ignored. The response models document the bodies built in `serve_app.formats`.
 
-Imports nothing from the project but the internal `ChatMessage` dataclass.
+Imports nothing from the project but the internal `ChatMessage` dataclass and the Unicode
+check shared by the wire schemas.
 """
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from serve_app.schemas.internal import ChatMessage
+from serve_app.schemas.unicode import reject_lone_surrogates
 
 MAX_STOP_STRINGS = 4
 # Several text parts of one message are joined with this (as vLLM does).
@@ -21,6 +23,11 @@ PART_SEPARATOR = "\n"
 
 class OpenAIWireModel(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        return reject_lone_surrogates(data)
 
 
 def _null_to_default(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:

@@ -131,3 +131,171 @@ def test_replica_options_for_serve() -> None:
     options = config.models[0].serve_options()
     assert "num_replicas" not in options
     assert options["autoscaling_config"]["max_replicas"] == 3
+
+
+# ---- adapters, fallbacks, circuit breaker, MODEL_CACHE_SIZE -------------------------------
+
+
+def _gpt(model_id: str = "gpt-x", **extra: object) -> dict[str, object]:
+    return {
+        "id": model_id,
+        "provider": "openai",
+        "upstream_model": "x",
+        "price": {"input_per_million_usd": 1.0},
+        "context_window": 100,
+        "max_output_tokens": 10,
+        **extra,
+    }
+
+
+def _args(
+    adapters: list[dict[str, object]] | None = None,
+    commercial: list[dict[str, object]] | None = None,
+    **demo: object,
+) -> dict[str, object]:
+    args: dict[str, object] = {
+        "models": [{"id": "demo", "path": "m", **demo}, {"id": "other", "path": "m"}],
+        "adapters": adapters or [],
+    }
+    if commercial is not None:
+        args["commercial"] = {"include_default_catalog": False, "models": commercial}
+    return args
+
+
+def _shout(**extra: object) -> dict[str, object]:
+    return {"id": "demo-shout", "base": "demo", "path": "adapters/shout", **extra}
+
+
+def test_adapters_validate_and_answer_under_their_alias() -> None:
+    from serve_app.catalog import ModelCatalog
+    from tests.fakes.handles import FakeHandle
+
+    config = validate_args(_args([_shout(fallbacks=["demo"])]), "t", {})
+    assert config.adapters[0].base == "demo" and config.adapters[0].price is None
+    assert config.local_ids() == {"demo", "other", "demo-shout", "demo:demo-shout"}
+    catalog = ModelCatalog.from_config(config, {"demo": FakeHandle(), "other": FakeHandle()})
+    assert catalog.get("demo:demo-shout") is catalog.get("demo-shout")
+    shout = catalog.get("demo-shout")
+    assert (shout.deployment, shout.adapter, shout.fallbacks) == ("demo", "demo-shout", ("demo",))
+    assert shout.handle.options_used == {"multiplexed_model_id": "demo-shout"}
+    assert {route.model_id for route in catalog} == {"demo", "other", "demo-shout"}
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (_args([_shout(base="nope")]), ("demo-shout", "nope")),
+        (_args([_shout(id="other")]), ("other", "already a model id")),
+        (_args([_shout(id="openai")]), ("openai",)),
+        (_args([_shout(), _shout()]), ("demo-shout", "already a model id")),
+        (_args([_shout(id="gpt-x")], [_gpt()]), ("gpt-x", "both local and commercial")),
+        (_args([_shout(path="")]), ("adapters.0.path",)),
+        (_args([_shout(rank=8)]), ("adapters.0.rank: unknown key",)),
+    ],
+    ids=["unknown-base", "model-id", "reserved", "twice", "commercial-id", "no-path", "extra"],
+)
+def test_bad_adapters_are_config_errors_naming_them(
+    args: dict[str, object], fragments: tuple[str, ...]
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        validate_args(args, "t.yaml", {})
+    for fragment in fragments:
+        assert fragment in str(raised.value)
+
+
+def test_a_model_id_equal_to_an_adapter_alias_is_refused() -> None:
+    models = [{"id": "demo", "path": "m"}, {"id": "demo:demo-shout", "path": "m"}]
+    args = {"models": models, "adapters": [_shout()]}
+    with pytest.raises(ConfigError, match="demo:demo-shout"):
+        validate_args(args, "t", {})
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        _args(fallbacks=["other", "demo-shout", "demo:demo-shout"], adapters=[_shout()]),
+        _args([_shout(fallbacks=["demo", "other"])]),
+        _args(commercial=[_gpt(fallbacks=["demo", "gpt-y"]), _gpt("gpt-y", fallbacks=["gpt-x"])]),
+    ],
+    ids=["local", "adapter", "commercial"],
+)
+def test_known_fallbacks_are_accepted(args: dict[str, object]) -> None:
+    config = validate_args(args, "t", {})
+    commercial = config.commercial.models if config.commercial else []
+    declared = [m.fallbacks for m in config.models] + [a.fallbacks for a in config.adapters]
+    assert any(declared + [c.fallbacks for c in commercial])
+
+
+def test_a_fallback_to_the_shipped_catalog_is_accepted() -> None:
+    args = _args(fallbacks=["gpt-4o-mini"])
+    args["commercial"] = {}
+    config = validate_args(args, "t", {})
+    assert config.models[0].fallbacks == ["gpt-4o-mini"]
+
+
+@pytest.mark.parametrize(
+    ("args", "model", "fallback"),
+    [
+        (_args(fallbacks=["nope"]), "demo", "nope"),
+        (_args(fallbacks=["demo"]), "demo", "demo"),
+        (_args([_shout(fallbacks=["ghost"])]), "demo-shout", "ghost"),
+        (_args([_shout(fallbacks=["demo-shout"])]), "demo-shout", "demo-shout"),
+        (_args(commercial=[_gpt(fallbacks=["claude-z"])]), "gpt-x", "claude-z"),
+        (_args(commercial=[_gpt(fallbacks=["gpt-x"])]), "gpt-x", "gpt-x"),
+        (_args(fallbacks=["gpt-4o-mini"]), "demo", "gpt-4o-mini"),  # no commercial section
+    ],
+    ids=[
+        "unknown",
+        "self",
+        "adapter-unknown",
+        "adapter-self",
+        "commercial",
+        "commercial-self",
+        "no-commercial",
+    ],
+)
+def test_unknown_or_self_fallbacks_are_config_errors(
+    args: dict[str, object], model: str, fallback: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        validate_args(args, "t", {})
+    assert f"model {model!r}: fallback {fallback!r}" in str(raised.value)
+
+
+def test_fallback_lists_are_bounded() -> None:
+    with pytest.raises(ConfigError, match=r"models\.0\.fallbacks"):
+        validate_args(_args(fallbacks=["other"] * 9), "t", {})
+
+
+def test_circuit_breaker_and_request_timeout_settings() -> None:
+    config = validate_args({}, "t", {})
+    breaker = config.circuit_breaker
+    assert (breaker.enabled, breaker.failure_threshold, breaker.cooldown_s) == (True, 5, 30.0)
+    assert config.ingress.request_timeout_s == 120.0
+    custom = validate_args(
+        {"circuit_breaker": {"enabled": False, "failure_threshold": 2, "cooldown_s": 0.5}},
+        "t",
+        {},
+    )
+    assert custom.circuit_breaker.failure_threshold == 2
+    for bad, fragment in [
+        ({"circuit_breaker": {"failure_threshold": 0}}, "circuit_breaker.failure_threshold"),
+        ({"circuit_breaker": {"cooldown_s": 0}}, "circuit_breaker.cooldown_s"),
+        ({"circuit_breaker": {"half_open_calls": 2}}, "circuit_breaker.half_open_calls"),
+        ({"ingress": {"request_timeout_s": 0}}, "ingress.request_timeout_s"),
+    ]:
+        with pytest.raises(ConfigError) as raised:
+            validate_args(bad, "t", {})
+        assert fragment in str(raised.value)
+
+
+def test_model_cache_size_comes_from_the_environment_unless_the_yaml_sets_it() -> None:
+    args = _args([_shout()])
+    args["models"][1]["model_cache_size"] = 7  # type: ignore[index]
+    assert [m.model_cache_size for m in validate_args(args, "t", {}).models] == [3, 7]
+    config = validate_args(args, "t", {"MODEL_CACHE_SIZE": " 12 "})
+    assert [m.model_cache_size for m in config.models] == [12, 7]
+    assert args["models"][0] == {"id": "demo", "path": "m"}  # type: ignore[index]
+    for bad in ("0", "many", "257"):
+        with pytest.raises(ConfigError, match=r"models\.0\.model_cache_size"):
+            validate_args(args, "t", {"MODEL_CACHE_SIZE": bad})
