@@ -266,7 +266,7 @@ class Gateway:
                 key_id=ctx.key_id,
                 model_id=requested or route.model_id,
                 provider=route.provider,
-                served_model=(output.served_model if output else "") or route.model_id,
+                served_model=route.model_id,  # the gateway id (an adapter's, a fallback's)
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
                 cost_usd=cost,

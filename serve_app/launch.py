@@ -1,16 +1,61 @@
-"""`make run`: validate a Serve config, apply `PORT`, print how to get a key, `serve run` it.
+"""`make run`: validate a Serve config, apply `PORT`, pick the HTTP path, `serve run` it.
 
 python -m serve_app.launch configs/local.yaml
+
+The fast HTTP path (Ray 2.60's HAProxy ingress, straight to the ingress replica's own
+server, gRPC between deployments) must be chosen before Ray starts, so it is set here in
+the environment `serve run` inherits: `ingress.fast_path` in the YAML, or GATEWAY_FAST_PATH.
 """
 
 import os
 import sys
 import tempfile
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 import yaml
 
+from serve_app.config import GatewayConfig
 from serve_app.config_check import ConfigError, check_file
+
+FAST_PATH_ENV = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    # Replicas otherwise drain for 30 s on every stop or redeploy.
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
+}
+HAPROXY_FILES = {
+    "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg",
+    "RAY_SERVE_HAPROXY_SOCKET_PATH": "admin.sock",
+    "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": "",
+    "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": "server-state",
+    "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": "metrics.sock",
+}
+
+
+def fast_path_wanted(configs: list[GatewayConfig], environ: Mapping[str, str]) -> tuple[bool, str]:
+    """(on?, why), from GATEWAY_FAST_PATH, else each application's `ingress.fast_path`."""
+    forced = environ.get("GATEWAY_FAST_PATH", "").strip().lower()
+    if forced in ("on", "1", "true", "off", "0", "false"):
+        return forced in ("on", "1", "true"), f"GATEWAY_FAST_PATH={forced}"
+    choices = {config.ingress.fast_path for config in configs}
+    if "off" in choices:
+        return False, "ingress.fast_path: off"
+    per_ip = any(c.rate_limits.ip_rpm or c.rate_limits.ip_tpm for c in configs)
+    if per_ip and "on" not in choices:
+        return False, "per-IP limits are set (HAProxy would hide client addresses)"
+    return True, "ingress.fast_path: " + ("on" if "on" in choices else "auto")
+
+
+def apply_fast_path(environ: MutableMapping[str, str], port: int) -> None:
+    """The HAProxy switches, with HAProxy's files in a folder of their own per port."""
+    for name, value in FAST_PATH_ENV.items():
+        environ.setdefault(name, value)
+    base = Path(environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / f"llm-gateway-haproxy-{port}"
+    base.mkdir(parents=True, exist_ok=True)
+    for name, file_name in HAPROXY_FILES.items():
+        environ.setdefault(name, str(base / file_name) if file_name else str(base))
+
 
 KEY_HINT = """\
 llm-gateway on http://{host}:{port}  (docs: /docs)
@@ -45,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         ),
         flush=True,
     )
+    fast, why = fast_path_wanted(configs, os.environ)
+    if fast:
+        apply_fast_path(os.environ, int(http.get("port", 8000)))
+    print(f"  HTTP path: {'HAProxy fast path' if fast else 'Serve proxy'} ({why})", flush=True)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         yaml.safe_dump(document, handle)
     serve = Path(sys.executable).with_name("serve")

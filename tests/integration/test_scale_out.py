@@ -185,5 +185,10 @@ def test_killed_replica_on_the_worker_node_is_replaced(
         90,
     )
     assert replaced, "Serve did not replace the killed replica"
-    after = asyncio.run(_load(placed_app, 4))
-    assert all(isinstance(r, httpx.Response) and r.status_code == 200 for r in after)
+    # Every ingress router learns of the new replica within a few seconds.
+    served = wait_for(lambda: _all_ok(asyncio.run(_load(placed_app, 4))), 30, interval_s=1)
+    assert served, "requests kept failing after the replica was replaced"
+
+
+def _all_ok(results: list[httpx.Response | Exception]) -> bool:
+    return all(isinstance(r, httpx.Response) and r.status_code == 200 for r in results)
