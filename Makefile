@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEMO_MODEL := models/demo
+DEMO_ADAPTERS := models/adapters
 CONFIG ?= configs/local.yaml
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
@@ -24,9 +25,13 @@ install: $(STAMP)
 $(DEMO_MODEL)/config.json: | $(STAMP)
 	$(BIN)/python -m deployments.demo_model --out $(DEMO_MODEL) --if-missing
 
-demo-model: $(STAMP) $(DEMO_MODEL)/config.json
+# LoRA fine-tunes of the demo model (`formal`, `excited`), served multiplexed over it.
+$(DEMO_ADAPTERS)/excited/adapter_config.json: $(DEMO_MODEL)/config.json
+	$(BIN)/python -m deployments.demo_adapters --base $(DEMO_MODEL) --out $(DEMO_ADAPTERS) --if-missing
 
-run: $(STAMP) $(DEMO_MODEL)/config.json
+demo-model: $(STAMP) $(DEMO_MODEL)/config.json $(DEMO_ADAPTERS)/excited/adapter_config.json
+
+run: $(STAMP) $(DEMO_MODEL)/config.json $(DEMO_ADAPTERS)/excited/adapter_config.json
 	$(BIN)/python -m serve_app.launch $(CONFIG)
 
 # The Redis rate-limit backend is tested against a real redis-server (started by the tests).
@@ -47,8 +52,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Production configs need an admin key to pass; a placeholder is enough to check them.
 check-config: $(STAMP)
-	for f in configs/*.yaml; do $(BIN)/llm-gateway-check-config $$f || exit 1; done
+	for f in configs/*.yaml; do GATEWAY_ADMIN_KEY=$${GATEWAY_ADMIN_KEY:-check-only} $(BIN)/llm-gateway-check-config $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) models

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from deployments.demo_adapters import expected_peft_warnings_ignored
 from deployments.generation import BatchGenerator
 
 logger = logging.getLogger("ray.serve")
@@ -107,6 +108,12 @@ class AdapterHost:
             torch.cuda.empty_cache()
         logger.info("adapter %s unloaded", adapter_id)
 
+    def lora_parameters(self) -> int:
+        """Parameters of the LoRA weights in the model now (0 once every adapter is gone)."""
+        with self.engine.model_lock:
+            named = self.engine.model.named_parameters()
+            return sum(p.numel() for name, p in named if "lora_" in name)
+
     def adapter_names(self, adapter_ids: list[str | None]) -> list[str] | None:
         """The per-row `adapter_names` for a forward pass, or None for a bare base model."""
         with self._state:
@@ -122,10 +129,11 @@ class AdapterHost:
 
         with self.engine.model_lock:
             model = self.engine.model
-            if isinstance(model, PeftModel):
-                model.load_adapter(path, adapter_name=adapter_id)
-            else:
-                model = PeftModel.from_pretrained(model, path, adapter_name=adapter_id)
+            with expected_peft_warnings_ignored():
+                if isinstance(model, PeftModel):
+                    model.load_adapter(path, adapter_name=adapter_id)
+                else:
+                    model = PeftModel.from_pretrained(model, path, adapter_name=adapter_id)
             self.engine.model = model.to(self.device).eval()
         self._loaded.add(adapter_id)
         self.loads += 1
@@ -160,4 +168,5 @@ def replica_placement() -> dict[str, Any]:
         "replica_id": context.replica_id.unique_id,
         "node_id": ray.get_runtime_context().get_node_id(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "pid": os.getpid(),
     }

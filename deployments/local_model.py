@@ -340,6 +340,7 @@ class LocalModelServer:
                 "model_cache_size": self.config.model_cache_size,
                 "loads": self.adapters.loads,
                 "unloads": self.adapters.unloads,
+                "lora_parameters": self.adapters.lora_parameters(),
             },
             "placement": replica_placement(),
         }

@@ -7,16 +7,17 @@ from serve_app import __version__
 from serve_app.auth import parse_networks
 from serve_app.error_handlers import install_error_handlers
 from serve_app.gateway import Gateway
-from serve_app.middleware import DEFAULT_BODY_TIMEOUT_S, RequestContextMiddleware
+from serve_app.middleware import RequestContextMiddleware
 from serve_app.routes import admin, anthropic_compat, commercial, native, openai_compat
 
 
 def create_app(
     gateway: Gateway,
     behind_serve_proxy: bool = False,
-    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+    body_timeout_s: float | None = None,
 ) -> FastAPI:
-    """`body_timeout_s`: how long a client may take to send a request body (then 408)."""
+    """`body_timeout_s`: how long a client may take to send a request body (then 408);
+    `ingress.body_timeout_s` when not given."""
     config = gateway.config
     app = FastAPI(
         title="llm-gateway",
@@ -54,6 +55,6 @@ def create_app(
         trusted_proxies=parse_networks(config.security.trusted_proxies),
         hsts_max_age_s=config.security.hsts_max_age_s,
         access_log=config.logging.access_log,
-        body_timeout_s=body_timeout_s,
+        body_timeout_s=body_timeout_s or config.ingress.body_timeout_s,
     )
     return app

@@ -159,6 +159,9 @@ class IngressConfig(ReplicaConfig):
 
     max_ongoing_requests: int = Field(256, ge=1, description="Concurrent requests per replica.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger bodies get 413.")
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="Time a client has to send the request body (then 408, closed)."
+    )
     max_prompt_chars: int = Field(32_000, ge=1, description="Longer prompts get 400.")
     max_batch_items: int = Field(16, ge=1, le=1024, description="Items in one /generate/batch.")
     max_stop_sequences: int = Field(4, ge=0, le=64, description="Stop strings per request.")

@@ -128,6 +128,13 @@ class ServiceUnavailableError(GatewayError):
     error_type = "service_unavailable"
 
 
+class RequestTimeoutError(GatewayError):
+    """The client did not send the whole request body in time."""
+
+    status_code = 408
+    error_type = "request_timeout"
+
+
 class UpstreamTimeoutError(GatewayError):
     status_code = 504
     error_type = "upstream_timeout"

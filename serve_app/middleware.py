@@ -24,6 +24,7 @@ from serve_app.errors import (
     GatewayError,
     InternalError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     UnsupportedMediaTypeError,
 )
 
@@ -55,13 +56,6 @@ DOCS_CSP = (
 NO_STORE = (b"cache-control", b"no-store")
 CONNECTION_CLOSE = (b"connection", b"close")
 DEFAULT_BODY_TIMEOUT_S = 60.0
-
-
-class RequestTimeoutError(GatewayError):
-    """The client did not send the whole request body in time."""
-
-    status_code = 408
-    error_type = "request_timeout"
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> tuple[str, bool]:

@@ -50,6 +50,26 @@ def random_model_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture(scope="session")
+def demo_adapters_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Demo LoRA adapters over `demo_model_dir` as `<dir>/<style>/`; only `formal` is trained
+    per session (about 10-15 s on one thread)."""
+    from deployments.demo_adapters import train_demo_adapter
+
+    root = tmp_path_factory.mktemp("adapters")
+    train_demo_adapter(demo_model_dir, root / "formal", "formal", num_threads=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def untrained_adapter_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random (untrained, non-zero) LoRA adapter over the demo model: a second adapter that
+    really changes the output, for multi-adapter batching tests, at no training cost."""
+    from deployments.demo_adapters import save_untrained_adapter
+
+    return save_untrained_adapter(demo_model_dir, tmp_path_factory.mktemp("adapters") / "random")
+
+
+@pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[dict[str, Any]]:
     """One Ray cluster per session, shut down after it: two Ray nodes on this machine.
 
