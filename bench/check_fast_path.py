@@ -2,13 +2,17 @@
 Serve's own proxy (off): routes, streaming, request ids, ledger, client IPs, rate limits,
 error shape, start/stop times and the ports each mode opens.
 
-    .venv/bin/python -m bench.check_fast_path --mode both      # ~5-10 min on 2 cores
+    .venv/bin/python -m bench.check_fast_path --mode both      # ~5 min on 2 cores
 
 Per mode it starts the fake provider (`bench/soak_upstream.py`) and
 `python -m serve_app.launch <copy of configs/bench.yaml>` (free port, the fake provider, a
-fresh SQLite ledger, per-key limits, access log on) in its own process group, with Ray's files
-under /tmp/fastpath/<run>/<mode>; then runs the checks, stops the group (SIGINT, as Ctrl-C;
-`--signal TERM`) and reads the replicas' logs. Markdown table on stdout, JSON to `--out`;
+fresh SQLite ledger, per-key and per-IP limits, access log on) in its own process group, with
+Ray's files under /tmp/fastpath/<run>/<mode>; runs the checks, stops the group (SIGINT, as
+Ctrl-C; `--signal TERM`) and reads the Ray logs for the access lines. The client address the
+gateway saw is read from those lines, else from the per-IP counter each probe hit (a new
+address starts at ip_rpm - 1 remaining). HAProxy's files go to /tmp/fph-<port> (launch.py's
+own paths are too long for HAProxy's sockets: `--launch-haproxy-paths` keeps them);
+`--request-id-fix` tries bench/fast_path_fix.py. Markdown table on stdout, JSON to `--out`;
 exit status 1 when a check fails (rows marked `info` are facts, not checks).
 """
 

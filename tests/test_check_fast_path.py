@@ -1,17 +1,26 @@
 """The fast-path check's pure parts (bench/fast_path_checks.py) and its raw HTTP client
 against a local server that repeats a header. No Ray, no gateway."""
 
+import asyncio
+import contextlib
 import http.server
 import json
+import os
+import signal
 import sqlite3
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from starlette.types import Message, Receive, Scope, Send
 
 from bench import fast_path_checks as fp
+from bench import fast_path_procs as procs
+from bench.fast_path_fix import DropMalformedRequestId, request_id_middlewares
 from bench.soak_procs import REPO
 from serve_app.config_check import check_file
 
@@ -234,3 +243,77 @@ def test_raw_request_keeps_repeated_headers(repeating_server: int) -> None:
     assert [line for _, line in stream.lines] == ["data: 1", "", "data: [DONE]", ""]
     ok, detail = fp.sse_verdict(stream.lines, "openai")
     assert not ok and detail.startswith("2 events, terminal at [1]")  # fewer than 3 events
+
+
+def test_listener_rows_name_the_gateway_haproxy_and_direct_ingress_ports() -> None:
+    listeners = fp.parse_listeners(SS_OUTPUT)
+    rows = {row.name: row.detail for row in fp.listener_rows(listeners, 53111)}
+    assert rows["j gateway port"] == "127.0.0.1:53111 haproxy"
+    assert rows["j HAProxy stats (8404)"] == "0.0.0.0:8404 haproxy"
+    assert rows["j HAProxy metrics (9101)"] == "none"
+    assert rows["j Serve proxy / direct-ingress ports"] == "127.0.0.1:30000 ray::ServeRepli"
+
+
+def test_serve_env_and_haproxy_cfg_lines() -> None:
+    environ = b"PATH=/bin\0RAY_SERVE_ENABLE_HA_PROXY=1\0GATEWAY_FAST_PATH=on\0A=RAY_SERVE_X\0"
+    assert fp.serve_env(environ) == {"RAY_SERVE_ENABLE_HA_PROXY": "1", "GATEWAY_FAST_PATH": "on"}
+    cfg = """frontend http_frontend
+    bind 127.0.0.1:8000
+    # Generate a request ID here when the client did not provide one (x-request-id)
+    http-request set-header x-request-id %[unique-id] if !{ req.hdr(x-request-id) -m found }
+    acl routes path -i /-/routes
+    server SERVE_REPLICA_gateway 127.0.0.1:30000 check
+"""
+    assert fp.haproxy_cfg_lines(cfg) == [
+        "bind 127.0.0.1:8000",
+        "http-request set-header x-request-id %[unique-id] if !{ req.hdr(x-request-id) -m found }",
+        "server SERVE_REPLICA_gateway 127.0.0.1:30000 check",
+    ]
+
+
+async def run_fix(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(list(scope["headers"]))
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        pass
+
+    await DropMalformedRequestId(app)({"type": "http", "headers": headers}, receive, send)
+    return seen[0]
+
+
+def test_the_fix_prototype_drops_only_malformed_request_ids() -> None:
+    other = (b"accept", b"*/*")
+    assert asyncio.run(run_fix([other, (b"x-request-id", b"ok-1")])) == [
+        other,
+        (b"x-request-id", b"ok-1"),
+    ]
+    assert asyncio.run(run_fix([(b"x-request-id", b"bad id"), other])) == [other]
+    assert asyncio.run(run_fix([(b"x-request-id", b"a" * 300)])) == []
+    [middleware] = request_id_middlewares()
+    assert middleware.cls is DropMalformedRequestId
+
+
+def test_wait_until_and_stop_group() -> None:
+    calls = iter([False, False, True])
+    assert procs.wait_until(lambda: next(calls), lambda: True, timeout_s=5) < 5
+    with pytest.raises(RuntimeError, match="exited"):
+        procs.wait_until(lambda: False, lambda: False, timeout_s=5)
+    with pytest.raises(RuntimeError, match="not ready"):
+        procs.wait_until(lambda: False, lambda: True, timeout_s=0.6)
+    child = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30; wait"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while len(procs.tree_of(child.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the shell and its two sleeps
+        stopped = procs.stop_group(child.pid, signal.SIGTERM, timeout_s=10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    assert stopped.total == 3 and stopped.killed == [] and stopped.took_s < 10

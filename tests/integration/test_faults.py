@@ -232,7 +232,8 @@ def test_usage_store_outage_is_reported_and_loses_nothing(
     deadline = time.monotonic() + 30
     quoted = ", ".join(f"'{rid}'" for rid in ids)
     while time.monotonic() < deadline:
-        with contextlib.suppress(psycopg.OperationalError):  # the store is still starting
+        # The store is still starting, or the gateway has not written its table yet.
+        with contextlib.suppress(psycopg.OperationalError, psycopg.errors.UndefinedTable):
             if len(ledger_rows(store, f"request_id IN ({quoted})")) == len(ids):
                 break
         time.sleep(0.5)
