@@ -29,6 +29,7 @@ logger = logging.getLogger("ray.serve")
 CHARS_PER_TOKEN_ESTIMATE = 4
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 8.0
+MIN_ATTEMPT_TIMEOUT_S = 0.05
 
 ClientFactory = Callable[[str, str | None, str, float], Any]
 
@@ -65,7 +66,7 @@ class ProviderProxy:
         await self._take_rate_limit_slot(model, params)
         kwargs = self.adapter.build_kwargs(params, model)
         kwargs["extra_headers"] = {"X-Request-ID": params.request_id}
-        response = await self._call_with_retries(kwargs)
+        response = await self._call_with_retries(self._within_deadline(kwargs, params), params)
         return self.adapter.parse(response, model)
 
     async def generate_stream(self, params: GenerationParams) -> AsyncIterator[StreamChunk]:
@@ -75,7 +76,7 @@ class ProviderProxy:
         await self._take_rate_limit_slot(model, params)
         kwargs = self.adapter.build_kwargs(params, model)
         kwargs.update(self.adapter.stream_kwargs, extra_headers={"X-Request-ID": params.request_id})
-        stream = await self._call_with_retries(kwargs)
+        stream = await self._call_with_retries(self._within_deadline(kwargs, params), params)
         try:
             async for chunk in self.adapter.read_stream(stream, model):
                 yield chunk
@@ -124,13 +125,23 @@ class ProviderProxy:
                 )
             await asyncio.sleep(decision.retry_after_s)
 
-    async def _call_with_retries(self, kwargs: dict[str, Any]) -> Any:
+    def _within_deadline(self, kwargs: dict[str, Any], params: GenerationParams) -> dict[str, Any]:
+        """An SDK call never outlives the request's deadline (per-request `timeout`)."""
+        if params.deadline is not None:
+            left = params.deadline - time.time()
+            kwargs["timeout"] = max(MIN_ATTEMPT_TIMEOUT_S, min(self.config.timeout_s, left))
+        return kwargs
+
+    async def _call_with_retries(self, kwargs: dict[str, Any], params: GenerationParams) -> Any:
         attempt = 0
         while True:
             try:
                 return await self.adapter.create(self.client, kwargs)
             except Exception as exc:
                 delay = self._retry_delay(exc, attempt)
+                deadline = params.deadline
+                if delay is not None and deadline is not None and time.time() + delay >= deadline:
+                    delay = None  # no retry would finish in time
                 if delay is None:
                     logger.warning("%s call failed: %s", self.provider, type(exc).__name__)
                     raise map_sdk_error(exc, self.provider) from None

@@ -65,3 +65,23 @@ def test_over_limit_without_wait_budget_is_429(monkeypatch: pytest.MonkeyPatch) 
             asyncio.run(live.generate(PARAMS))
         assert raised.value.retry_after_s == 30.0
         assert fake.recorded() == []
+
+
+def test_the_request_deadline_bounds_the_upstream_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hanging upstream is abandoned at the request's deadline, not at timeout_s, and no
+    retry starts that could not finish in time."""
+    import dataclasses
+    import time
+
+    from serve_app.errors import UpstreamTimeoutError
+
+    monkeypatch.setenv("GW_TEST_KEY", "sk-unit")
+    with FakeProvider() as fake:
+        fake.set_delay(3)
+        live = proxy(fake.openai_base_url, "GW_TEST_KEY", FakeHandle(acquire=allow), timeout_s=30)
+        params = dataclasses.replace(PARAMS, deadline=time.time() + 0.5)
+        started = time.monotonic()
+        with pytest.raises(UpstreamTimeoutError):
+            asyncio.run(live.generate(params))
+        assert time.monotonic() - started < 2.0
+        assert len(fake.recorded()) == 1  # no retry after the deadline
