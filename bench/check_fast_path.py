@@ -12,7 +12,7 @@ Ctrl-C; `--signal TERM`) and reads the Ray logs for the access lines. The client
 gateway saw is read from those lines, else from the per-IP counter each probe hit (a new
 address starts at ip_rpm - 1 remaining). HAProxy's files go to /tmp/fph-<port> (launch.py's
 own paths are too long for HAProxy's sockets: `--launch-haproxy-paths` keeps them);
-`--request-id-fix` tries bench/fast_path_fix.py. Markdown table on stdout, JSON to `--out`;
+`--request-id-fix` tries serve_app/proxy_callback.py. Markdown table on stdout, JSON to `--out`;
 exit status 1 when a check fails (rows marked `info` are facts, not checks).
 """
 
@@ -41,7 +41,7 @@ from serve_app.launch import HAPROXY_FILES, apply_fast_path
 
 OPENAI_MODEL, ANTHROPIC_MODEL = "gpt-4o-mini", "claude-haiku-4-5"
 REPLY = "Hello from fake"
-FIX = "bench.fast_path_fix:request_id_middlewares"
+FIX = "serve_app.proxy_callback:request_id_middlewares"
 IP_RPM = 1000  # per client IP; tighter than key_rpm, looser than the limited key
 
 
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--request-id-fix",
         action="store_true",
-        help="try bench/fast_path_fix.py (Ray's HTTP proxy callback) in both modes",
+        help="try serve_app/proxy_callback.py (Ray's HTTP proxy callback) in both modes",
     )
     p.add_argument(
         "--launch-haproxy-paths",

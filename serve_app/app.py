@@ -15,9 +15,12 @@ def create_app(
     gateway: Gateway,
     behind_serve_proxy: bool = False,
     body_timeout_s: float | None = None,
+    behind_haproxy: bool = False,
 ) -> FastAPI:
     """`body_timeout_s`: how long a client may take to send a request body (then 408);
-    `ingress.body_timeout_s` when not given."""
+    `ingress.body_timeout_s` when not given. `behind_haproxy`: Ray's HAProxy adds no
+    X-Forwarded-For and passes on the client's own, so none is believed (the client
+    address is the peer's)."""
     config = gateway.config
     app = FastAPI(
         title="llm-gateway",
@@ -52,7 +55,7 @@ def create_app(
         RequestContextMiddleware,
         max_body_bytes=config.ingress.max_body_bytes,
         proxy_echoes_request_id=behind_serve_proxy,
-        trusted_proxies=parse_networks(config.security.trusted_proxies),
+        trusted_proxies=() if behind_haproxy else parse_networks(config.security.trusted_proxies),
         hsts_max_age_s=config.security.hsts_max_age_s,
         access_log=config.logging.access_log,
         body_timeout_s=body_timeout_s or config.ingress.body_timeout_s,

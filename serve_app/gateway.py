@@ -356,30 +356,10 @@ class Gateway:
     # ---- status -------------------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
-        descriptions = await self.probe.describe_all()
-        models = []
-        for route in self.catalog:
-            counters = self.counters[route.model_id]
-            p50, p95 = counters.latency_percentiles()
-            description = descriptions.get(route.deployment, {})
-            models.append(
-                {
-                    "id": route.model_id,
-                    "type": route.model_type,
-                    "provider": route.provider,
-                    "state": description.get("status", "unknown"),
-                    "reason": description.get("unavailable_reason"),
-                    "requests": counters.requests,
-                    "errors": counters.errors,
-                    "latency_p50_ms": p50,
-                    "latency_p95_ms": p95,
-                    "average_batch_size": description.get("average_batch_size"),
-                }
-            )
         return {
             "version": __version__,
             "uptime_s": round(time.monotonic() - self.started_at, 3),
-            "models": models,
+            "models": await self.probe.model_states(self.counters),
             "ledger": self.ledger.health(),
             "circuit_breakers": self.breakers.snapshot(),
         }

@@ -4,6 +4,7 @@
 """
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +29,17 @@ def make_limiter(config: GatewayConfig, limiter_handle: Any) -> Limiter | None:
     return HandleLimiter(limiter_handle) if limiter_handle is not None else None
 
 
+def route_gateway_logs(level: str) -> None:
+    """The gateway's loggers (access log included) write where Serve's replica logs go: Ray
+    gives workers no root handler, so they would otherwise be dropped."""
+    gateway_logger = logging.getLogger("llm_gateway")
+    gateway_logger.setLevel(level)
+    for handler in logging.getLogger("ray.serve").handlers:
+        if handler not in gateway_logger.handlers:
+            gateway_logger.addHandler(handler)
+    gateway_logger.propagate = False
+
+
 def make_metrics() -> Any:
     from serve_app.metrics import GatewayMetrics
 
@@ -39,7 +51,9 @@ class GatewayIngress:
         self, config: dict[str, Any], handles: Mapping[str, Any], limiter: Any = None
     ) -> None:
         gateway_config = GatewayConfig.model_validate(config)
-        logging.getLogger("llm_gateway").setLevel(gateway_config.logging.level)
+        route_gateway_logs(gateway_config.logging.level)
+        # Set (before Ray started) by serve_app.launch when the fast HTTP path is on.
+        self.behind_haproxy = os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
         keys = None
         if gateway_config.auth.enabled:
             url = gateway_config.auth.key_store_url or gateway_config.ledger.url
@@ -53,7 +67,7 @@ class GatewayIngress:
         self.gateway = Gateway(gateway_config, handles, admission=admission, metrics=metrics)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self.gateway, behind_serve_proxy=True)
+        return create_app(self.gateway, behind_serve_proxy=True, behind_haproxy=self.behind_haproxy)
 
     async def __del__(self) -> None:
         """Serve calls this on a clean stop: flush every buffered usage record."""

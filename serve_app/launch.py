@@ -18,6 +18,10 @@ import yaml
 from serve_app.config import GatewayConfig
 from serve_app.config_check import ConfigError, check_file
 
+PROXY_CALLBACK_ENV = {
+    # One well-formed X-Request-ID per response, whichever HTTP server Ray puts in front.
+    "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "serve_app.proxy_callback:request_id_middlewares",
+}
 FAST_PATH_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
@@ -42,7 +46,7 @@ def fast_path_wanted(configs: list[GatewayConfig], environ: Mapping[str, str]) -
     if "off" in choices:
         return False, "ingress.fast_path: off"
     per_ip = any(c.rate_limits.ip_rpm or c.rate_limits.ip_tpm for c in configs)
-    if per_ip and "on" not in choices:
+    if per_ip:  # HAProxy (Ray 2.60) adds no X-Forwarded-For: every client has its address
         return False, "per-IP limits are set (HAProxy would hide client addresses)"
     return True, "ingress.fast_path: " + ("on" if "on" in choices else "auto")
 
@@ -51,7 +55,8 @@ def apply_fast_path(environ: MutableMapping[str, str], port: int) -> None:
     """The HAProxy switches, with HAProxy's files in a folder of their own per port."""
     for name, value in FAST_PATH_ENV.items():
         environ.setdefault(name, value)
-    base = Path(environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / f"llm-gateway-haproxy-{port}"
+    # Ray appends the 56-character node id; HAProxy refuses socket paths over 97 characters.
+    base = Path("/tmp") / f"gw-haproxy-{port}"
     base.mkdir(parents=True, exist_ok=True)
     for name, file_name in HAPROXY_FILES.items():
         environ.setdefault(name, str(base / file_name) if file_name else str(base))
@@ -90,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
         flush=True,
     )
+    for name, value in PROXY_CALLBACK_ENV.items():
+        os.environ.setdefault(name, value)
     fast, why = fast_path_wanted(configs, os.environ)
     if fast:
         apply_fast_path(os.environ, int(http.get("port", 8000)))

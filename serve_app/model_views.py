@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from serve_app.catalog import ModelRoute
 from serve_app.errors import GatewayError
 from serve_app.handle_calls import call_with_deadline
+from serve_app.stats import ModelCounters
 
 if TYPE_CHECKING:
     from serve_app.gateway import Gateway
@@ -74,6 +75,30 @@ class DeploymentProbe:
                 needs = {"CPU": model.num_cpus, "GPU": model.num_gpus, **model.resources}
                 return {name: amount for name, amount in needs.items() if amount}
         return {}
+
+    async def model_states(self, counters: Mapping[str, ModelCounters]) -> list[dict[str, Any]]:
+        """Each model's state (from its deployment) and this replica's counters."""
+        descriptions = await self.describe_all()
+        states = []
+        for route in self.gateway.catalog:
+            counted = counters[route.model_id]
+            p50, p95 = counted.latency_percentiles()
+            description = descriptions.get(route.deployment, {})
+            states.append(
+                {
+                    "id": route.model_id,
+                    "type": route.model_type,
+                    "provider": route.provider,
+                    "state": description.get("status", "unknown"),
+                    "reason": description.get("unavailable_reason"),
+                    "requests": counted.requests,
+                    "errors": counted.errors,
+                    "latency_p50_ms": p50,
+                    "latency_p95_ms": p95,
+                    "average_batch_size": description.get("average_batch_size"),
+                }
+            )
+        return states
 
     def model_info(self, route: ModelRoute, description: dict[str, Any]) -> dict[str, Any]:
         metadata: dict[str, Any] = dict(self._metadata.get(route.deployment, {}))

@@ -1,4 +1,7 @@
-"""A prototype of the request-id fix that `bench/check_fast_path.py --request-id-fix` tries.
+"""Middleware for Ray Serve's own HTTP servers: one well-formed request id per response.
+
+Set by `serve_app.launch` (and needed in the environment of any Ray cluster serving the
+gateway): RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=serve_app.proxy_callback:request_id_middlewares
 
 Ray Serve wraps every HTTP server it runs (its proxy, and the ingress replica's own server
 under direct ingress / HAProxy) in `RequestIdMiddleware` (ray/serve/_private/http_util.py),
@@ -33,5 +36,5 @@ class DropMalformedRequestId:
 
 
 def request_id_middlewares() -> list[Middleware]:
-    """RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=bench.fast_path_fix:request_id_middlewares"""
+    """The callback Ray calls for the middlewares of its proxy and direct-ingress servers."""
     return [Middleware(DropMalformedRequestId)]
