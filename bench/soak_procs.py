@@ -221,7 +221,8 @@ def start_upstream(workdir: Path, delay_ms: float) -> tuple[Managed, str]:
 
 
 def start_gateway(config: Path, workdir: Path, admin_key: str, cpus: float) -> Managed:
-    """`serve run config` (the `serve` next to this Python) with `gateway_env`."""
-    serve = Path(sys.executable).with_name("serve")
+    """`python -m serve_app.launch config` (what `make run` does: it picks the HTTP path and
+    then execs `serve run`) with `gateway_env`."""
     env = gateway_env(workdir, admin_key, cpus)
-    return Managed("serve run", [str(serve), "run", str(config)], workdir / "serve.log", env)
+    command = [sys.executable, "-m", "serve_app.launch", str(config)]
+    return Managed("serve run", command, workdir / "serve.log", env)

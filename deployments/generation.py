@@ -136,8 +136,10 @@ class BatchGenerator:
         """Yield the rows after every decode step; the last yield has every row finished.
 
         `adapter_names` (one per row, `"__base__"` for none) runs rows of different LoRA
-        adapters of the same base model in one forward pass (PEFT mixed-batch inference)."""
-        extra: dict[str, Any] = {"adapter_names": list(adapter_names)} if adapter_names else {}
+        adapters of the same base model in one forward pass (PEFT mixed-batch inference).
+        Whether the model carries adapters is looked at on every step: another request may
+        load the first one (or remove the last) while this batch decodes."""
+        names = list(adapter_names) if adapter_names else None
         rows = [RowState(params=p, input_tokens=len(ids)) for ids, p in zip(prompt_ids, params)]
         input_ids, attention = self._left_pad(prompt_ids)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
@@ -146,13 +148,14 @@ class BatchGenerator:
         past: Any = None
         for _ in range(max(p.max_tokens for p in params)):
             with self.model_lock:
+                with_adapters = names is not None and hasattr(self.model, "peft_config")
                 out = self.model(
                     input_ids=input_ids,
                     attention_mask=attention,
                     position_ids=positions,
                     use_cache=True,
                     **{self._cache_arg: past},
-                    **extra,
+                    **({"adapter_names": names} if with_adapters else {}),
                 )
             past = getattr(out, self._cache_arg)
             next_ids = sample_next_tokens(out.logits[:, -1, :], temperatures, top_ps)

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from deployments.adapters import (
     AdapterGetter,
     AdapterHost,
     AdapterSlot,
+    batching_across_adapters,
     replica_placement,
     serve_multiplexed,
 )
@@ -29,6 +30,7 @@ from serve_app.errors import (
     GatewayError,
     InternalError,
     InvalidRequestError,
+    ServiceUnavailableError,
     UpstreamTimeoutError,
 )
 from serve_app.metrics import GatewayMetrics
@@ -86,6 +88,17 @@ def load_hf_model(config: LocalModelConfig) -> LoadedModel:
         "device": str(device),
     }
     return LoadedModel(model, tokenizer, device, max_context, metadata)
+
+
+async def _finish_even_if_cancelled(work: Awaitable[None], undo: Callable[[], None]) -> None:
+    """Await `work`; if the caller is cancelled meanwhile, let it finish, `undo` it, re-raise."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        undo()
+        raise
 
 
 @dataclass(slots=True)
@@ -167,7 +180,8 @@ class LocalModelServer:
 
     @contextlib.asynccontextmanager
     async def _adapter_pinned(self, adapter_id: str | None) -> AsyncIterator[None]:
-        """Load the adapter through the LRU, and keep it loaded while the row runs."""
+        """Load the adapter through the LRU and keep it loaded while the request runs; the
+        request then batches with every other request of this base model."""
         if adapter_id is None:
             yield
             return
@@ -175,11 +189,21 @@ class LocalModelServer:
             raise InvalidRequestError(
                 f"Model {self.config.id!r} has no adapter {adapter_id!r}.", param="model"
             )
-        await self._get_adapter(adapter_id)
-        if not self.adapters.try_pin(adapter_id):  # evicted meanwhile by another request
-            await asyncio.to_thread(self.adapters.load_and_pin, adapter_id)
         try:
-            yield
+            await self._get_adapter(adapter_id)
+        except Exception as exc:
+            logger.warning("adapter %s failed to load: %r", adapter_id, exc)
+            raise ServiceUnavailableError(
+                f"The fine-tune {adapter_id!r} could not be loaded.", code="adapter_unavailable"
+            ) from None
+        if not self.adapters.try_pin(adapter_id):  # evicted meanwhile by another request
+            await _finish_even_if_cancelled(
+                asyncio.to_thread(self.adapters.load_and_pin, adapter_id),
+                undo=lambda: self.adapters.unpin(adapter_id),
+            )
+        try:
+            with batching_across_adapters():
+                yield
         finally:
             self.adapters.unpin(adapter_id)
 
@@ -193,6 +217,15 @@ class LocalModelServer:
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _stream_batch(self, items: list[_BatchItem]) -> AsyncIterator[list[Any]]:
         self._count_batch(len(items))
+        pins = self.adapters.pinned([item.params.adapter for item in items])
+        await asyncio.to_thread(pins.__enter__)
+        try:
+            async for out in self._stream_steps(items):
+                yield out
+        finally:
+            pins.__exit__()
+
+    async def _stream_steps(self, items: list[_BatchItem]) -> AsyncIterator[list[Any]]:
         prepared = await asyncio.to_thread(self._prepare, items)
         # Rows that failed validation get their error once, then end; the rest decode.
         pending: list[Any] = [p if isinstance(p, GatewayError) else None for p in prepared]
@@ -280,6 +313,10 @@ class LocalModelServer:
         return prepared
 
     def _run_batch(self, items: list[_BatchItem]) -> list[GenerationOutput | GatewayError]:
+        with self.adapters.pinned([item.params.adapter for item in items]):
+            return self._decode_batch(items)
+
+    def _decode_batch(self, items: list[_BatchItem]) -> list[GenerationOutput | GatewayError]:
         prepared = self._prepare(items)
         runnable = [(i, p) for i, p in enumerate(prepared) if not isinstance(p, GatewayError)]
         results: list[GenerationOutput | GatewayError] = [
@@ -340,7 +377,7 @@ class LocalModelServer:
                 "model_cache_size": self.config.model_cache_size,
                 "loads": self.adapters.loads,
                 "unloads": self.adapters.unloads,
-                "lora_parameters": self.adapters.lora_parameters(),
+                "lora_parameters": self.adapters.lora_parameters,
             },
             "placement": replica_placement(),
         }

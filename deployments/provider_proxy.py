@@ -22,6 +22,7 @@ from serve_app.errors import (
     InvalidRequestError,
     RateLimitError,
     ServiceUnavailableError,
+    UpstreamTimeoutError,
 )
 from serve_app.schemas.internal import GenerationOutput, GenerationParams, StreamChunk
 
@@ -66,7 +67,7 @@ class ProviderProxy:
         await self._take_rate_limit_slot(model, params)
         kwargs = self.adapter.build_kwargs(params, model)
         kwargs["extra_headers"] = {"X-Request-ID": params.request_id}
-        response = await self._call_with_retries(self._within_deadline(kwargs, params), params)
+        response = await self._call_with_retries(kwargs, params)
         return self.adapter.parse(response, model)
 
     async def generate_stream(self, params: GenerationParams) -> AsyncIterator[StreamChunk]:
@@ -76,7 +77,7 @@ class ProviderProxy:
         await self._take_rate_limit_slot(model, params)
         kwargs = self.adapter.build_kwargs(params, model)
         kwargs.update(self.adapter.stream_kwargs, extra_headers={"X-Request-ID": params.request_id})
-        stream = await self._call_with_retries(self._within_deadline(kwargs, params), params)
+        stream = await self._call_with_retries(kwargs, params)
         try:
             async for chunk in self.adapter.read_stream(stream, model):
                 yield chunk
@@ -126,17 +127,23 @@ class ProviderProxy:
             await asyncio.sleep(decision.retry_after_s)
 
     def _within_deadline(self, kwargs: dict[str, Any], params: GenerationParams) -> dict[str, Any]:
-        """An SDK call never outlives the request's deadline (per-request `timeout`)."""
+        """An SDK call never outlives the request's deadline (per-attempt `timeout`)."""
         if params.deadline is not None:
             left = params.deadline - time.time()
-            kwargs["timeout"] = max(MIN_ATTEMPT_TIMEOUT_S, min(self.config.timeout_s, left))
+            if left <= MIN_ATTEMPT_TIMEOUT_S:
+                raise UpstreamTimeoutError(
+                    "The request's deadline passed before the upstream call.",
+                    code="deadline_exceeded",
+                )
+            kwargs["timeout"] = min(self.config.timeout_s, left)
         return kwargs
 
     async def _call_with_retries(self, kwargs: dict[str, Any], params: GenerationParams) -> Any:
         attempt = 0
         while True:
+            attempt_kwargs = self._within_deadline(kwargs, params)
             try:
-                return await self.adapter.create(self.client, kwargs)
+                return await self.adapter.create(self.client, attempt_kwargs)
             except Exception as exc:
                 delay = self._retry_delay(exc, attempt)
                 deadline = params.deadline

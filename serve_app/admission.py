@@ -88,7 +88,9 @@ class Admission:
             log=state.setdefault("log", {}),
             rate_limit_headers=state.setdefault("rate_limit_headers", []),
         )
-        ctx.deadline = time.time() + self.timeout_s(headers)
+        seconds = self.timeout_s(headers)
+        ctx.deadline = time.time() + seconds
+        ctx.deadline_shortened = seconds < self.config.ingress.request_timeout_s
         presented = presented_key(dict(headers))
         if is_admin_key(presented, self.admin_key):
             ctx.is_admin = True

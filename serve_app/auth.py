@@ -30,6 +30,7 @@ class RequestContext:
     log: dict[str, Any] = field(default_factory=dict)
     rate_limit_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     deadline: float = math.inf  # wall-clock time (time.time()) the request must end by
+    deadline_shortened: bool = False  # the client asked for less than the configured one
 
     def remaining_s(self, cap_s: float) -> float:
         """Seconds left before the deadline, at most `cap_s`."""

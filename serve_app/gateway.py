@@ -171,7 +171,7 @@ class Gateway:
         try:
             first = await stream.first(timeout_s)
         except GatewayError as error:
-            self.record_outcome(route, error, timeout_s)
+            self.record_outcome(route, error, ctx)
             raise
         except asyncio.CancelledError:
             self.breakers.release(route.deployment)
@@ -192,9 +192,9 @@ class Gateway:
             )
         return remaining
 
-    def record_outcome(self, route: ModelRoute, error: GatewayError, timeout_s: float) -> None:
+    def record_outcome(self, route: ModelRoute, error: GatewayError, ctx: RequestContext) -> None:
         """A deadline the client shortened says nothing about the upstream's health."""
-        if error.code == "deadline_exceeded" and timeout_s < self.config.ingress.request_timeout_s:
+        if error.code == "deadline_exceeded" and ctx.deadline_shortened:
             self.breakers.release(route.deployment)
         else:
             self.breakers.record(route.deployment, error)
@@ -227,7 +227,7 @@ class Gateway:
                 timeout_s,
             )
         except GatewayError as error:
-            self.record_outcome(route, error, timeout_s)
+            self.record_outcome(route, error, ctx)
             self.account(route, params.request_id, ctx, started, None, error, requested)
             raise
         except asyncio.CancelledError:  # the client went away; the handle call is cancelled

@@ -39,20 +39,21 @@ HAPROXY_FILES = {
 
 def fast_path_wanted(configs: list[GatewayConfig], environ: Mapping[str, str]) -> tuple[bool, str]:
     """(on?, why), from GATEWAY_FAST_PATH, else each application's `ingress.fast_path`."""
+    per_ip = any(c.rate_limits.ip_rpm or c.rate_limits.ip_tpm for c in configs)
+    if per_ip:  # HAProxy (Ray 2.60) adds no X-Forwarded-For: every client has its address
+        return False, "per-IP limits are set (HAProxy would hide client addresses)"
     forced = environ.get("GATEWAY_FAST_PATH", "").strip().lower()
     if forced in ("on", "1", "true", "off", "0", "false"):
         return forced in ("on", "1", "true"), f"GATEWAY_FAST_PATH={forced}"
     choices = {config.ingress.fast_path for config in configs}
     if "off" in choices:
         return False, "ingress.fast_path: off"
-    per_ip = any(c.rate_limits.ip_rpm or c.rate_limits.ip_tpm for c in configs)
-    if per_ip:  # HAProxy (Ray 2.60) adds no X-Forwarded-For: every client has its address
-        return False, "per-IP limits are set (HAProxy would hide client addresses)"
     return True, "ingress.fast_path: " + ("on" if "on" in choices else "auto")
 
 
 def apply_fast_path(environ: MutableMapping[str, str], port: int) -> None:
     """The HAProxy switches, with HAProxy's files in a folder of their own per port."""
+    environ.update(RAY_SERVE_ENABLE_HA_PROXY="1", RAY_SERVE_THROUGHPUT_OPTIMIZED="1")
     for name, value in FAST_PATH_ENV.items():
         environ.setdefault(name, value)
     # Ray appends the 56-character node id; HAProxy refuses socket paths over 97 characters.
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     fast, why = fast_path_wanted(configs, os.environ)
     if fast:
         apply_fast_path(os.environ, int(http.get("port", 8000)))
+    else:  # whatever the shell had: this run uses Serve's proxy
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "0"
     print(f"  HTTP path: {'HAProxy fast path' if fast else 'Serve proxy'} ({why})", flush=True)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         yaml.safe_dump(document, handle)

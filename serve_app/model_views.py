@@ -5,6 +5,7 @@ does not answer is reported as not ready with the reason, and nothing else is af
 """
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,8 @@ from serve_app.stats import ModelCounters
 
 if TYPE_CHECKING:
     from serve_app.gateway import Gateway
+
+logger = logging.getLogger("llm_gateway")
 
 
 class DeploymentProbe:
@@ -37,7 +40,7 @@ class DeploymentProbe:
                 handle.describe.remote(), deployment, self.timeout_s
             )
         except GatewayError as error:
-            reason = await asyncio.to_thread(self.pending_reason, deployment)
+            reason = await self.serve_reason(deployment)
             return {"status": "unavailable", "unavailable_reason": reason or error.message}
         if "metadata" in description:
             self._metadata[deployment] = description["metadata"]
@@ -47,6 +50,17 @@ class DeploymentProbe:
         names = sorted({route.deployment for route in self.gateway.catalog})
         results = await asyncio.gather(*(self.describe(name) for name in names))
         return dict(zip(names, results))
+
+    async def serve_reason(self, deployment: str) -> str | None:
+        """`pending_reason` off the event loop, bounded by the probe timeout; None when the
+        controller cannot say (it is busy or restarting)."""
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(self.pending_reason, deployment), self.timeout_s
+            )
+        except Exception as exc:  # whatever the controller does, a status probe answers
+            logger.info("no Serve status for %s: %r", deployment, exc)
+            return None
 
     def pending_reason(self, deployment: str) -> str | None:
         """What Serve says of a deployment that does not answer (e.g. a replica waiting for

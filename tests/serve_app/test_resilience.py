@@ -192,8 +192,15 @@ def test_worth_a_fallback(error: GatewayError, worth: bool) -> None:
 # ---- the breaker as the gateway drives it --------------------------------------------------
 
 
-def context(timeout_s: float = math.inf) -> RequestContext:
-    return RequestContext("req", "127.0.0.1", deadline=time.time() + timeout_s)
+def context(timeout_s: float = math.inf, shortened: bool = True) -> RequestContext:
+    """As `Admission.identify` makes it: `shortened` when the client asked for less time
+    (X-Request-Timeout) than the configured deadline."""
+    return RequestContext(
+        "req",
+        "127.0.0.1",
+        deadline=time.time() + timeout_s,
+        deadline_shortened=shortened and math.isfinite(timeout_s),
+    )
 
 
 async def test_a_cancelled_half_open_trial_does_not_wedge_the_breaker() -> None:
@@ -230,5 +237,21 @@ async def test_a_clients_short_deadline_does_not_open_the_circuit() -> None:
                 await rig.gateway.call_model(route, params, context(timeout_s=0.02))
         output, _, _ = await rig.gateway.call_model(route, params, context(timeout_s=5))
         assert output.served_model == "gpt-x"
+    finally:
+        await rig.close()
+
+
+async def test_the_gateways_own_deadline_does_count_against_the_circuit() -> None:
+    handles = {name: ScriptedHandle() for name in ("demo", "openai", "anthropic")}
+    handles["openai"].script.delay_s = 0.5  # hangs past the configured deadline
+    rig = build_rig(handles=handles)
+    try:
+        route, params = rig.gateway.prepare("gpt-x", "req", prompt="hi")
+        for _ in range(THRESHOLD):
+            with pytest.raises(UpstreamTimeoutError):
+                await rig.gateway.call_model(
+                    route, params, context(timeout_s=0.02, shortened=False)
+                )
+        assert rig.gateway.breakers.snapshot()["openai"]["state"] == "open"
     finally:
         await rig.close()
