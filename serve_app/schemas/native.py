@@ -62,6 +62,8 @@ class GenerateMetadata(BaseModel):
     cost_usd: float
     finish_reason: str
     request_id: str
+    requested_model: str = Field(description="The model asked for (`model_id` answered).")
+    fallback_used: bool = Field(description="True when a fallback model answered.")
 
 
 class GenerateResponse(BaseModel):

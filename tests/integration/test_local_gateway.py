@@ -48,6 +48,8 @@ def test_trained_prompt_returns_trained_answer_in_native_shape(
         "cost_usd": 0.0,
         "finish_reason": "stop",
         "request_id": response.headers["x-request-id"],
+        "requested_model": "demo",
+        "fallback_used": False,
     }
     assert body["timestamp"].endswith("+00:00")
 
