@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from deployments.sdk_calls import anthropic_messages_create, openai_chat_create
 from serve_app.config import CommercialModelConfig
 from serve_app.schemas.internal import GenerationOutput, GenerationParams, StreamChunk
 
@@ -138,14 +139,6 @@ class ProviderAdapter:
     read_stream: Callable[[Any, CommercialModelConfig], AsyncIterator[StreamChunk]]
 
 
-async def _openai_create(client: Any, kwargs: dict[str, Any]) -> Any:
-    return await client.chat.completions.create(**kwargs)
-
-
-async def _anthropic_create(client: Any, kwargs: dict[str, Any]) -> Any:
-    return await client.messages.create(**kwargs)
-
-
 async def _list_models(client: Any) -> Any:
     return await client.models.list()
 
@@ -154,7 +147,7 @@ ADAPTERS: dict[str, ProviderAdapter] = {
     "openai": ProviderAdapter(
         openai_chat_kwargs,
         parse_openai_chat,
-        _openai_create,
+        openai_chat_create,
         _list_models,
         {"stream": True, "stream_options": {"include_usage": True}},
         openai_stream,
@@ -162,7 +155,7 @@ ADAPTERS: dict[str, ProviderAdapter] = {
     "anthropic": ProviderAdapter(
         anthropic_kwargs,
         parse_anthropic,
-        _anthropic_create,
+        anthropic_messages_create,
         _list_models,
         {"stream": True},
         anthropic_stream,

@@ -46,12 +46,12 @@ HEALTH_BODY = b'{"status":"ok"}'
 router = APIRouter(prefix="/api/v1", tags=["native"])
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
 
 
-def request_id(request: Request) -> str:
+async def request_id(request: Request) -> str:
     return str(request.state.request_id)
 
 
