@@ -7,11 +7,15 @@ server, gRPC between deployments) must be chosen before Ray starts, so it is set
 the environment `serve run` inherits: `ingress.fast_path` in the YAML, or GATEWAY_FAST_PATH.
 """
 
+import contextlib
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
+from types import FrameType
 
 import yaml
 
@@ -51,14 +55,33 @@ def fast_path_wanted(configs: list[GatewayConfig], environ: Mapping[str, str]) -
     return True, "ingress.fast_path: " + ("on" if "on" in choices else "auto")
 
 
+def haproxy_base(port: int) -> Path:
+    # Ray appends the 56-character node id; HAProxy refuses socket paths over 97 characters.
+    return Path("/tmp") / f"gw-haproxy-{port}"
+
+
+def stop_stale_haproxy(base: Path) -> None:
+    """An HAProxy left by a run on this port (Ray does not stop it when `serve run` is
+    killed) would hold the stats and metrics ports: stop it."""
+    import psutil
+
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "haproxy" in (process.info["name"] or "") and any(str(base) in a for a in cmdline):
+            print(f"  stopping HAProxy (pid {process.pid}) left by Ray", flush=True)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.terminate()
+                process.wait(timeout=5)
+
+
 def apply_fast_path(environ: MutableMapping[str, str], port: int) -> None:
     """The HAProxy switches, with HAProxy's files in a folder of their own per port."""
     environ.update(RAY_SERVE_ENABLE_HA_PROXY="1", RAY_SERVE_THROUGHPUT_OPTIMIZED="1")
     for name, value in FAST_PATH_ENV.items():
         environ.setdefault(name, value)
-    # Ray appends the 56-character node id; HAProxy refuses socket paths over 97 characters.
-    base = Path("/tmp") / f"gw-haproxy-{port}"
+    base = haproxy_base(port)
     base.mkdir(parents=True, exist_ok=True)
+    stop_stale_haproxy(base)
     for name, file_name in HAPROXY_FILES.items():
         environ.setdefault(name, str(base / file_name) if file_name else str(base))
 
@@ -107,8 +130,27 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         yaml.safe_dump(document, handle)
     serve = Path(sys.executable).with_name("serve")
-    os.execv(str(serve), [str(serve), "run", handle.name])
-    return 0  # not reached
+    if not fast:
+        os.execv(str(serve), [str(serve), "run", handle.name])
+    port = int(http.get("port", 8000))
+    return run_and_clean_up([str(serve), "run", handle.name], haproxy_base(port))
+
+
+def run_and_clean_up(command: list[str], base: Path) -> int:
+    """`serve run` as a child: SIGINT/SIGTERM are passed on as SIGINT (Serve's clean stop),
+    and an HAProxy that Ray left behind (it runs in a process group of its own, which a
+    group kill does not reach) is stopped once `serve run` has exited."""
+    child = subprocess.Popen(command)
+
+    def pass_on(signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGINT, pass_on)
+    signal.signal(signal.SIGTERM, pass_on)
+    code = child.wait()
+    stop_stale_haproxy(base)
+    return code
 
 
 if __name__ == "__main__":

@@ -30,12 +30,34 @@ from serve_app.errors import (
 
 logger = logging.getLogger("ray.serve")
 access_logger = logging.getLogger("llm_gateway.access")
+# Liveness and readiness probes (every few seconds per load balancer) are not access-logged.
+HEALTH_PATH = "/api/v1/health"
+HEALTH_BODY = b'{"status":"ok"}'
+PROBE_PATHS = frozenset({HEALTH_PATH, "/api/v1/ready"})
+
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def answer_health(send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+    """`GET /api/v1/health` (the route documents it) answered before the app stack."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(HEALTH_BODY)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": HEALTH_BODY})
+
 
 REQUEST_ID_HEADER = b"x-request-id"
 REQUEST_ID_PATTERN = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -136,6 +158,9 @@ class RequestContextMiddleware:
         extra = self._response_headers(scope["path"], request_id, echo)
         if https:
             extra.append(self.hsts)
+        if scope["path"] == HEALTH_PATH and scope["method"] in ("GET", "HEAD"):
+            await answer_health(send, extra)  # liveness: no routing, no app stack
+            return
         started = False
         began = time.perf_counter()
         body = BodyGuard(receive, self.max_body_bytes, self.body_timeout_s)
@@ -156,6 +181,7 @@ class RequestContextMiddleware:
                 message["type"] == "http.response.body"
                 and not message.get("more_body")
                 and self.access_log
+                and scope["path"] not in PROBE_PATHS
             ):
                 self._log_access(scope, request_id, ip, log, began)
 

@@ -10,6 +10,7 @@ from serve_app.auth import RequestContext
 from serve_app.catalog import ModelRoute
 from serve_app.formats import SSE_DONE, sse_data
 from serve_app.gateway import Gateway
+from serve_app.middleware import HEALTH_BODY
 from serve_app.routes.sse import SSEFormat, sse_response
 from serve_app.schemas.native import (
     BatchGenerateRequest,
@@ -41,7 +42,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         504: "Upstream timed out",
     }.items()
 }
-HEALTH_BODY = b'{"status":"ok"}'
 
 router = APIRouter(prefix="/api/v1", tags=["native"])
 
@@ -69,6 +69,7 @@ def json_response(body: object, status_code: int = 200) -> Response:
 
 @router.get("/health", response_model=HealthResponse)
 async def health() -> Response:
+    # Answered by RequestContextMiddleware before routing; kept for the API's schema.
     return Response(HEALTH_BODY, media_type="application/json")
 
 
