@@ -107,9 +107,10 @@ def test_base_rows_are_unchanged_when_an_adapter_loads_mid_batch(
     reference = tokens(subject, PROMPTS, [None, None, None])
     names = subject.adapter_names([None, None, None])
     steps = subject.engine.stream(PROMPTS, [GREEDY] * 3, names)
-    rows: list[Any] = []
-    for index, rows in enumerate(steps):
+    final: list[Any] = []
+    for index, step in enumerate(steps):
+        final = step
         if index == 2:
             slot = subject.load("a1")  # another request's adapter arrives
-    assert [row.token_ids for row in rows] == reference
+    assert [row.token_ids for row in final] == reference
     assert slot.adapter_id == "a1"
