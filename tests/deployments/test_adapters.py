@@ -73,6 +73,7 @@ def test_mixed_batch_rows_match_their_single_runs(adapter_paths: dict[str, str])
     assert mixed[0] != reference_base[0]
     del slots
 
+
 def test_eviction_waits_for_the_last_row_then_frees(adapter_paths: dict[str, str]) -> None:
     subject = host(adapter_paths)
     reference = tokens(subject, PROMPTS, [None, None, None])
