@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 
-from deployments.demo_adapters import expected_peft_warnings_ignored
 from deployments.generation import BatchGenerator
 
 logger = logging.getLogger("ray.serve")
@@ -143,7 +142,9 @@ class AdapterHost:
 
     def _ensure_loaded(self, adapter_id: str) -> None:
         path = self.paths[adapter_id]
-        from peft import PeftModel
+        from peft import PeftModel  # imported on first use: a model without adapters never needs it
+
+        from deployments.demo_adapters import expected_peft_warnings_ignored
 
         with self._mutate:
             with self._state:
