@@ -49,6 +49,7 @@ class Ledger:
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
         self.dropped = 0
+        self.writing = 0  # records taken out of the buffer by a write still in progress
         self.last_error: str | None = None
         self.last_flush_ok_at: float | None = None
 
@@ -86,14 +87,17 @@ class Ledger:
                 # Take the batch out first: `record()` may evict from the buffer meanwhile.
                 size = min(self.config.batch_size, self.pending)
                 batch = [self._buffer.popleft() for _ in range(size)]
+                self.writing = len(batch)
                 try:
                     await asyncio.to_thread(self.store.write, [as_row(r) for r in batch])
                 except Exception as exc:  # any store failure: keep the records, report it
+                    self.writing = 0
                     self._buffer.extendleft(reversed(batch))
                     self._trim_overflow()
                     self.last_error = type(exc).__name__  # details go to the log, not /status
                     logger.warning("usage ledger write failed, %d buffered: %s", self.pending, exc)
                     return False
+                self.writing = 0
             self.last_error = None
             self.last_flush_ok_at = time.time()
             return True
@@ -115,7 +119,7 @@ class Ledger:
         return {
             "backend": self.store.backend,
             "degraded": self.degraded,
-            "pending_records": self.pending,
+            "pending_records": self.pending + self.writing,  # not yet in the store
             "dropped_records": self.dropped,
             "last_error": self.last_error,
         }

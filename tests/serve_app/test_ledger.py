@@ -85,3 +85,29 @@ def test_summary_filters_by_time_and_key(tmp_path: Path) -> None:
     assert [r["provider"] for r in store.summarize(now - 60, None)] == ["openai"]
     (mine,) = store.summarize(None, None, key_id="key_2")
     assert (mine["requests"], mine["errors"]) == (1, 1)
+
+
+class SlowFailingStore(FlakyStore):
+    """Fails like a store whose server is gone: each write first hangs (a connect timeout)."""
+
+    def write(self, batch: Any) -> None:
+        time.sleep(0.3)
+        super().write(batch)
+
+
+def test_records_in_a_hanging_write_still_count_as_pending(tmp_path: Path) -> None:
+    store = SlowFailingStore(str(tmp_path / "usage.db"))
+
+    async def scenario() -> list[int]:
+        ledger = Ledger(LedgerConfig(url="sqlite://:memory:", flush_interval_s=0.05), store)
+        for index in range(5):
+            ledger.record(record(index))
+        seen = []
+        for _ in range(12):  # through failed writes and the retries in progress
+            await asyncio.sleep(0.05)
+            seen.append(ledger.health()["pending_records"])
+        store.down = False
+        await ledger.close()
+        return seen
+
+    assert set(asyncio.run(scenario())) == {5}
