@@ -8,6 +8,7 @@ provider deployment); its usage is appended to the ledger buffer, written off th
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import math
 import time
 from collections.abc import Mapping
@@ -151,16 +152,7 @@ class Gateway:
     async def open_stream_once(
         self, route: ModelRoute, params: GenerationParams, ctx: RequestContext, requested: str
     ) -> tuple[ChunkStream, StreamChunk]:
-        def account(
-            route: ModelRoute,
-            request_id: str,
-            ctx: RequestContext,
-            started: float,
-            output: GenerationOutput | None,
-            error: GatewayError | None,
-        ) -> tuple[float, float]:
-            return self.account(route, request_id, ctx, started, output, error, requested)
-
+        account = functools.partial(self.account, requested=requested)
         started = time.perf_counter()
         try:
             timeout_s = self.admit_call(route, ctx)
