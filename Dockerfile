@@ -37,12 +37,12 @@ COPY --chown=ray:users configs ./configs
 RUN pip install --no-deps . && rm -rf build llm_gateway.egg-info
 
 # The demo fine-tune and its LoRA adapters, baked in where the cluster configs expect them.
-RUN python -m deployments.demo_model --out /home/ray/models/demo --threads 4 \
-    && python -m deployments.demo_adapters --base /home/ray/models/demo \
+RUN python -m deployments.demo.model --out /home/ray/models/demo --threads 4 \
+    && python -m deployments.demo.adapters --base /home/ray/models/demo \
         --out /home/ray/models/adapters --if-missing
 
 EXPOSE 8000
 
 # One machine: validate configs/gpu.yaml (needs GATEWAY_ADMIN_KEY), then `serve run` it.
 # On a cluster KubeRay and `ray up` replace this command with `ray start`.
-CMD ["python", "-m", "serve_app.launch", "configs/gpu.yaml"]
+CMD ["python", "-m", "serve_app.runtime.launch", "configs/gpu.yaml"]

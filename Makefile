@@ -23,16 +23,16 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 $(DEMO_MODEL)/config.json: | $(STAMP)
-	$(BIN)/python -m deployments.demo_model --out $(DEMO_MODEL) --if-missing
+	$(BIN)/python -m deployments.demo.model --out $(DEMO_MODEL) --if-missing
 
 # LoRA fine-tunes of the demo model (`formal`, `excited`), served multiplexed over it.
 $(DEMO_ADAPTERS)/excited/adapter_config.json: $(DEMO_MODEL)/config.json
-	$(BIN)/python -m deployments.demo_adapters --base $(DEMO_MODEL) --out $(DEMO_ADAPTERS) --if-missing
+	$(BIN)/python -m deployments.demo.adapters --base $(DEMO_MODEL) --out $(DEMO_ADAPTERS) --if-missing
 
 demo-model: $(STAMP) $(DEMO_MODEL)/config.json $(DEMO_ADAPTERS)/excited/adapter_config.json
 
 run: $(STAMP) $(DEMO_MODEL)/config.json $(DEMO_ADAPTERS)/excited/adapter_config.json
-	$(BIN)/python -m serve_app.launch $(CONFIG)
+	$(BIN)/python -m serve_app.runtime.launch $(CONFIG)
 
 # The Redis rate-limit backend is tested against a real redis-server (started by the tests).
 redis-server:
@@ -48,6 +48,7 @@ test: $(STAMP) redis-server postgresql
 lint: $(STAMP)
 	$(BIN)/ruff check serve_app deployments tests bench
 	$(BIN)/ruff format --check serve_app deployments tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

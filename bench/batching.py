@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from deployments.demo_corpus import build_corpus
+from deployments.demo.corpus import build_corpus
 
 
 def gateway_args(model: Path, torch_threads: int, batch_wait_s: float) -> dict[str, Any]:
@@ -83,7 +83,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     import ray
     from ray import serve
 
-    from serve_app.builder import build_app
+    from serve_app.runtime.builder import build_app
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(
@@ -155,7 +155,7 @@ def main() -> None:
     options = parser.parse_args()
     options.model = options.model.resolve()
     if options.untrained:
-        from deployments.demo_model import save_untrained_model
+        from deployments.demo.model import save_untrained_model
 
         layers, width = (int(part) for part in options.untrained.lower().split("x"))
         options.model = save_untrained_model(

@@ -5,14 +5,15 @@ error shape, start/stop times and the ports each mode opens.
     .venv/bin/python -m bench.check_fast_path --mode both      # ~5 min on 2 cores
 
 Per mode it starts the fake provider (`bench/soak_upstream.py`) and
-`python -m serve_app.launch <copy of configs/bench.yaml>` (free port, the fake provider, a
+`python -m serve_app.runtime.launch <copy of configs/bench.yaml>` (free port, the fake provider, a
 fresh SQLite ledger, per-key and per-IP limits, access log on) in its own process group, with
 Ray's files under /tmp/fastpath/<run>/<mode>; runs the checks, stops the group (SIGINT, as
 Ctrl-C; `--signal TERM`) and reads the Ray logs for the access lines. The client address the
 gateway saw is read from those lines, else from the per-IP counter each probe hit (a new
 address starts at ip_rpm - 1 remaining). HAProxy's files go to /tmp/fph-<port> (launch.py's
 own paths are too long for HAProxy's sockets: `--launch-haproxy-paths` keeps them);
-`--request-id-fix` tries serve_app/proxy_callback.py. Markdown table on stdout, JSON to `--out`;
+`--request-id-fix` tries serve_app/http/proxy_callback.py. Markdown table on stdout,
+JSON to `--out`;
 exit status 1 when a check fails (rows marked `info` are facts, not checks).
 """
 
@@ -36,12 +37,12 @@ import yaml
 from bench import fast_path_checks as fp
 from bench import fast_path_procs as procs
 from bench.soak_procs import REPO, Managed, free_port, gateway_env, start_upstream
-from serve_app.config_check import check_file
-from serve_app.launch import HAPROXY_FILES, apply_fast_path
+from serve_app.runtime.config_check import check_file
+from serve_app.runtime.launch import HAPROXY_FILES, apply_fast_path
 
 OPENAI_MODEL, ANTHROPIC_MODEL = "gpt-4o-mini", "claude-haiku-4-5"
 REPLY = "Hello from fake"
-FIX = "serve_app.proxy_callback:request_id_middlewares"
+FIX = "serve_app.http.proxy_callback:request_id_middlewares"
 IP_RPM = 1000  # per client IP; tighter than key_rpm, looser than the limited key
 
 
@@ -57,12 +58,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--request-id-fix",
         action="store_true",
-        help="try serve_app/proxy_callback.py (Ray's HTTP proxy callback) in both modes",
+        help="try serve_app/http/proxy_callback.py (Ray's HTTP proxy callback) in both modes",
     )
     p.add_argument(
         "--launch-haproxy-paths",
         action="store_true",
-        help="keep serve_app.launch's HAProxy file paths (else short ones under /tmp/fph-PORT:\n"
+        help="keep serve_app.runtime.launch's HAProxy file paths "
+        "(else short ones under /tmp/fph-PORT:\n"
         "HAProxy refuses unix socket paths over 97 chars, and Ray adds the node id to them)",
     )
     return p.parse_args(argv)
@@ -297,7 +299,7 @@ def mode_env(run: Run, options: argparse.Namespace) -> dict[str, str]:
     if run.mode != "on":
         return env
     planned = {"RAY_TMPDIR": str(run.workdir)}
-    apply_fast_path(planned, run.port)  # what serve_app.launch would choose
+    apply_fast_path(planned, run.port)  # what serve_app.runtime.launch would choose
     lengths = fp.socket_path_lengths(planned)
     ok = max(lengths.values()) <= fp.HAPROXY_SOCKET_MAX
     run.add("launch.py HAProxy socket paths <= 97", ok, f"with the node id: {lengths}")
@@ -320,7 +322,7 @@ def run_mode(mode: str, options: argparse.Namespace, run_dir: Path) -> Run:
     )
     env = mode_env(run, options)
     check_file(config, env)
-    argv = [sys.executable, "-m", "serve_app.launch", str(config)]
+    argv = [sys.executable, "-m", "serve_app.runtime.launch", str(config)]
     gateway = Managed("launch", argv, workdir / "launch.log", env)
     try:
         wait_ready(run, gateway, options.startup_timeout)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.soak_traffic import parse_sse
-from serve_app.middleware import REQUEST_ID_PATTERN
+from serve_app.http.middleware import REQUEST_ID_PATTERN
 
 GENERATED_ID = re.compile(
     r"^(?:[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"

@@ -79,7 +79,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def probe_server_class() -> type:
     """`GpuProbeServer`: `LocalModelServer` plus `gpu_report()` (imported lazily: heavy)."""
-    from deployments.local_model import LocalModelServer
+    from deployments.engine.server import LocalModelServer
 
     class GpuProbeServer(LocalModelServer):
         def gpu_report(self) -> dict[str, Any]:
@@ -112,7 +112,7 @@ def probe_server_class() -> type:
 
 
 def model_config(model_id: str, path: Path, options: argparse.Namespace, gpu: bool) -> Any:
-    from serve_app.config import LocalModelConfig
+    from serve_app.contracts.config import LocalModelConfig
 
     return LocalModelConfig(
         id=model_id,
@@ -132,7 +132,7 @@ def deploy(config: Any) -> Any:
     """Deploy `GpuProbeServer` as the model's one deployment; return its handle."""
     from ray import serve
 
-    from serve_app.builder import as_deployment
+    from serve_app.runtime.builder import as_deployment
 
     options = config.serve_options()
     options["ray_actor_options"].update(num_gpus=config.num_gpus)
@@ -147,7 +147,7 @@ async def drive(
     handle: Any, model_id: str, prompts: list[str], total: int, concurrency: int, max_tokens: int
 ) -> dict[str, float]:
     """`total` generations, at most `concurrency` in flight; req/s, tokens/s, latency."""
-    from serve_app.schemas.internal import GenerationParams
+    from serve_app.contracts.wire import GenerationParams
 
     semaphore = asyncio.Semaphore(concurrency)
 
@@ -190,7 +190,7 @@ async def replica_reports(handle: Any, attempts: int = 20) -> list[dict[str, Any
 
 
 def prepare_models(options: argparse.Namespace, workdir: Path) -> list[tuple[str, Path]]:
-    from deployments.demo_model import model_exists, save_untrained_model, train_demo_model
+    from deployments.demo.model import model_exists, save_untrained_model, train_demo_model
 
     demo = options.demo_dir.resolve()
     if not model_exists(demo):
@@ -209,7 +209,7 @@ def check_model(
 ) -> dict[str, Any]:
     from ray import serve
 
-    from deployments.demo_corpus import build_corpus
+    from deployments.demo.corpus import build_corpus
 
     prompts = [prompt for prompt, _ in build_corpus()]
     handle = deploy(model_config(model_id, path, options, gpu))

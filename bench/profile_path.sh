@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Profile the commercial hot path with py-spy: the gateway (configs/bench.yaml through
-# serve_app.launch, so the fast path applies) in front of the shared harness's fake upstream,
+# serve_app.runtime.launch, so the fast path applies) in front of the shared harness's fake upstream,
 # under closed-loop load on /v1/chat/completions; py-spy samples the ingress, the openai
 # proxy and the rate limiter replicas. Needs `pip install py-spy` and `bash bench/run_peer.sh`
 # run once (for /tmp/peerbench/venv-harness).
@@ -19,7 +19,7 @@ setsid "$PY" "$HARNESS/fake_upstream.py" --port 18000 > "$OUT/upstream.log" 2>&1
 UPSTREAM=$!
 export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 RAY_TMPDIR="$OUT/ray" \
   OPENAI_API_KEY=sk-fake ANTHROPIC_API_KEY=sk-fake GATEWAY_ADMIN_KEY=sk-bench-master
-setsid taskset -c 1 .venv/bin/python -m serve_app.launch configs/bench.yaml > "$OUT/gateway.log" 2>&1 &
+setsid taskset -c 1 .venv/bin/python -m serve_app.runtime.launch configs/bench.yaml > "$OUT/gateway.log" 2>&1 &
 GATEWAY=$!
 trap 'kill -TERM -- -$GATEWAY -$UPSTREAM 2>/dev/null || true; sleep 8; kill -KILL -- -$GATEWAY 2>/dev/null || true' EXIT
 for _ in $(seq 240); do

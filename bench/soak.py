@@ -59,8 +59,8 @@ from bench.soak_traffic import (
     default_kinds,
     parse_weights,
 )
-from deployments.demo_corpus import build_facts
-from serve_app.config_check import ConfigError, check_file
+from deployments.demo.corpus import build_facts
+from serve_app.runtime.config_check import ConfigError, check_file
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -221,8 +221,8 @@ def start_upstream(workdir: Path, delay_ms: float) -> tuple[Managed, str]:
 
 
 def start_gateway(config: Path, workdir: Path, admin_key: str, cpus: float) -> Managed:
-    """`python -m serve_app.launch config` (what `make run` does: it picks the HTTP path and
+    """`python -m serve_app.runtime.launch config` (what `make run` does: it picks the HTTP path and
     then execs `serve run`) with `gateway_env`."""
     env = gateway_env(workdir, admin_key, cpus)
-    command = [sys.executable, "-m", "serve_app.launch", str(config)]
+    command = [sys.executable, "-m", "serve_app.runtime.launch", str(config)]
     return Managed("serve run", command, workdir / "serve.log", env)

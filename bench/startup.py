@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.startup [--config configs/local.yaml] [--port 8000]
 
-Runs `python -m serve_app.launch CONFIG` (what `make run` runs once installed and the demo
+Runs `python -m serve_app.runtime.launch CONFIG` (what `make run` runs once installed and the demo
 models exist) in its own process group, times it to the first `/api/v1/ready` 200, runs
 `bench/probes.py` against it, sums the PSS/RSS of its whole process tree (Ray included),
 then stops it. Prints one Markdown report.
@@ -56,14 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     env = {**os.environ, "PORT": str(options.port), "RAY_AUTH_MODE": "disabled"}
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    command = [sys.executable, "-m", "serve_app.launch", options.config]
+    command = [sys.executable, "-m", "serve_app.runtime.launch", options.config]
     process = subprocess.Popen(
         command, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{options.port}"
     try:
         ready_s = wait_ready(base, process, 300)
-        print(f"ready after {ready_s:.1f} s (`python -m serve_app.launch {options.config}`)\n")
+        print(
+            f"ready after {ready_s:.1f} s (`python -m serve_app.runtime.launch {options.config}`)\n"
+        )
         probes.main(["--url", base, "--seconds", str(options.seconds)])
         print()
         print("\n".join(memory_lines(process.pid)))

@@ -1,87 +1,9 @@
-"""`build_app(args) -> Application`: the import_path of every Serve config in `configs/`.
+"""`serve_app.builder:build_app`, the import path Serve configs and RayServices name.
 
-Validates the args strictly, then binds the graph: one deployment per local model (named
-after the model id), one autoscaled proxy per commercial provider, the shared rate limiter,
-and the FastAPI ingress holding a handle to each model and provider deployment.
+The builder itself lives in `serve_app.runtime.builder`; this module only keeps the
+published import path stable.
 """
 
-from typing import Any
+from serve_app.runtime.builder import build_app
 
-from ray import serve
-from ray.serve import Application
-from ray.serve.deployment import Deployment
-
-from deployments.local_model import LocalModelServer
-from deployments.provider_proxy import ProviderProxy
-from deployments.rate_limiter import RateLimiter
-from serve_app.config import AdapterConfig, GatewayConfig, LocalModelConfig
-from serve_app.config_check import validate_args
-from serve_app.ingress import GatewayIngress
-
-INGRESS_NAME = "Gateway"
-LIMITER_NAME = "RateLimiter"
-LIMITER_OPTIONS: dict[str, Any] = {
-    "num_replicas": 1,  # the single owner of the shared counters
-    "max_ongoing_requests": 1000,
-    "ray_actor_options": {"num_cpus": 0.05},
-}
-
-
-def as_deployment(cls: type) -> Deployment:
-    """`serve.deployment(cls)`, typed (its overloads confuse type checkers)."""
-    deployment: Deployment = serve.deployment(cls)  # type: ignore[assignment]
-    return deployment
-
-
-def local_model_deployment(model: LocalModelConfig, adapters: list[AdapterConfig]) -> Application:
-    """One deployment per base model; its LoRA fine-tunes are multiplexed onto it."""
-    options = model.serve_options()
-    options["ray_actor_options"].update(num_gpus=model.num_gpus, resources=model.resources)
-    deployment = as_deployment(LocalModelServer).options(
-        name=model.id,
-        user_config=model.batching.model_dump(),
-        **options,
-    )
-    paths = {adapter.id: adapter.path for adapter in adapters if adapter.base == model.id}
-    return deployment.bind(model.model_dump(mode="json"), paths)
-
-
-def limiter_deployment() -> Application:
-    return as_deployment(RateLimiter).options(name=LIMITER_NAME, **LIMITER_OPTIONS).bind()
-
-
-def provider_deployments(config: GatewayConfig, limiter: Application) -> dict[str, Application]:
-    commercial = config.commercial
-    if commercial is None:
-        return {}
-    bound = {}
-    for name in ("openai", "anthropic"):
-        provider = commercial.provider(name)
-        models = [m.model_dump(mode="json") for m in commercial.models if m.provider == name]
-        if not provider.enabled or not models:
-            continue
-        deployment = as_deployment(ProviderProxy).options(name=name, **provider.serve_options())
-        bound[name] = deployment.bind(name, provider.model_dump(mode="json"), models, limiter)
-    return bound
-
-
-def needs_shared_limiter(config: GatewayConfig) -> bool:
-    limits = config.rate_limits
-    per_caller = limits.backend == "ray" and (config.auth.enabled or limits.ip_rpm or limits.ip_tpm)
-    return config.commercial is not None or bool(per_caller)
-
-
-def bind_graph(config: GatewayConfig) -> Application:
-    limiter = limiter_deployment() if needs_shared_limiter(config) else None
-    handles = {model.id: local_model_deployment(model, config.adapters) for model in config.models}
-    if limiter is not None:
-        handles.update(provider_deployments(config, limiter))
-    ingress = as_deployment(serve.ingress()(GatewayIngress)).options(
-        name=INGRESS_NAME, **config.ingress.serve_options()
-    )
-    ingress_limiter = limiter if config.rate_limits.backend == "ray" else None
-    return ingress.bind(config.model_dump(mode="json"), handles, ingress_limiter)
-
-
-def build_app(args: dict[str, Any]) -> Application:
-    return bind_graph(validate_args(args))
+__all__ = ["build_app"]

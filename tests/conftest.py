@@ -13,8 +13,10 @@ RAY_ENV = {
     "RAY_AUTH_MODE": "disabled",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_SERVE_LOG_TO_STDERR": "0",
-    # As serve_app.launch sets it: one well-formed X-Request-ID per response.
-    "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "serve_app.proxy_callback:request_id_middlewares",
+    # As serve_app.runtime.launch sets it: one well-formed X-Request-ID per response.
+    "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": (
+        "serve_app.http.proxy_callback:request_id_middlewares"
+    ),
     # Autoscaling decisions within seconds (the defaults push load figures every 10 s).
     "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
     "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
@@ -37,7 +39,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def demo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo model, trained once per test session (about half a minute on 2 cores)."""
-    from deployments.demo_model import train_demo_model
+    from deployments.demo.model import train_demo_model
 
     return train_demo_model(tmp_path_factory.mktemp("models") / "demo", num_threads=1)
 
@@ -46,7 +48,7 @@ def demo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def random_model_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained GPT-2 over the demo tokenizer: greedy decoding runs to max_tokens, which
     is what time-to-first-token and disconnect tests need (the demo model stops at once)."""
-    from deployments.demo_model import save_untrained_model
+    from deployments.demo.model import save_untrained_model
 
     return save_untrained_model(demo_model_dir, tmp_path_factory.mktemp("models") / "random")
 
@@ -55,7 +57,7 @@ def random_model_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFact
 def demo_adapters_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Demo LoRA adapters over `demo_model_dir` as `<dir>/<style>/`; only `formal` is trained
     per session (about 10-15 s on one thread)."""
-    from deployments.demo_adapters import train_demo_adapter
+    from deployments.demo.adapters import train_demo_adapter
 
     root = tmp_path_factory.mktemp("adapters")
     train_demo_adapter(demo_model_dir, root / "formal", "formal", num_threads=1)
@@ -66,7 +68,7 @@ def demo_adapters_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFac
 def untrained_adapter_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random (untrained, non-zero) LoRA adapter over the demo model: a second adapter that
     really changes the output, for multi-adapter batching tests, at no training cost."""
-    from deployments.demo_adapters import save_untrained_adapter
+    from deployments.demo.adapters import save_untrained_adapter
 
     return save_untrained_adapter(demo_model_dir, tmp_path_factory.mktemp("adapters") / "random")
 
@@ -206,7 +208,7 @@ def gateway(
     """Deploy the whole graph once per session (a redeploy costs 6-17 s here)."""
     from ray import serve
 
-    from serve_app.builder import build_app
+    from serve_app.runtime.builder import build_app
 
     ledger = ledger_path
     args = integration_args(demo_model_dir, random_model_dir, fake_provider, ledger)

@@ -21,8 +21,8 @@ from starlette.types import Message, Receive, Scope, Send
 from bench import fast_path_checks as fp
 from bench import fast_path_procs as procs
 from bench.soak_procs import REPO
-from serve_app.config_check import check_file
-from serve_app.proxy_callback import DropMalformedRequestId, request_id_middlewares
+from serve_app.http.proxy_callback import DropMalformedRequestId, request_id_middlewares
+from serve_app.runtime.config_check import check_file
 
 SS_OUTPUT = """\
 State  Recv-Q Send-Q Local Address:Port  Peer Address:PortProcess

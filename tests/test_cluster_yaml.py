@@ -109,6 +109,6 @@ def test_the_image_is_the_pinned_ray_and_python(cluster: dict[str, Any]) -> None
 
 def test_setup_commands_run_modules_that_exist(cluster: dict[str, Any]) -> None:
     modules = [m for command in cluster["setup_commands"] for m in modules_run_by(command)]
-    assert "deployments.demo_model" in modules
+    assert "deployments.demo.model" in modules
     missing = [module for module in modules if module_path(module) is None]
     assert not missing, f"setup_commands run modules the repository lacks: {missing}"

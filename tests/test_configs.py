@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from ray.serve.schema import ServeDeploySchema
 
-from serve_app.config_check import ConfigError, check_file, main
+from serve_app.runtime.config_check import ConfigError, check_file, main
 from tests.deploy_checks import ROOT, serve_config
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))

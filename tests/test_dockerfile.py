@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from serve_app.config_check import check_file
+from serve_app.runtime.config_check import check_file
 from tests.deploy_checks import (
     ROOT,
     module_path,
@@ -105,14 +105,14 @@ def test_the_ignore_file_keeps_the_build_context_small() -> None:
 def test_every_module_it_runs_exists() -> None:
     commands = [*arguments_of("RUN"), " ".join(cmd())]
     modules = [module for command in commands for module in modules_run_by(command)]
-    assert {"deployments.demo_model", "serve_app.launch"} <= set(modules)
+    assert {"deployments.demo.model", "serve_app.runtime.launch"} <= set(modules)
     missing = [module for module in modules if module_path(module) is None]
     assert not missing, f"the Dockerfile runs modules the repository lacks: {missing}"
 
 
 def test_the_default_command_serves_a_valid_config_on_the_exposed_port() -> None:
     argv = cmd()
-    assert argv[:3] == ["python", "-m", "serve_app.launch"] and len(argv) == 4
+    assert argv[:3] == ["python", "-m", "serve_app.runtime.launch"] and len(argv) == 4
     config_path = ROOT / argv[3]
     check_file(config_path, ADMIN_ENV)
     http = serve_config(config_path)["http_options"]

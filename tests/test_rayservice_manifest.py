@@ -17,7 +17,7 @@ from typing import Any, TypeAlias
 import pytest
 import yaml
 
-from serve_app.config_check import ConfigError, validate_args
+from serve_app.runtime.config_check import ConfigError, validate_args
 from tests.deploy_checks import (
     ROOT,
     gateway_args,

@@ -31,7 +31,7 @@ from bench.soak_traffic import (
     request_body,
     stream_outcome,
 )
-from serve_app.config_check import check_file
+from serve_app.runtime.config_check import check_file
 
 KINDS = default_kinds(DEFAULT_MODELS)
 MIB = 2**20

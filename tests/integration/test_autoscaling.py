@@ -64,7 +64,7 @@ def scaling_args(fake: FakeProvider, ledger: Path) -> dict[str, Any]:
 def scaling_app(gateway: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from ray import serve
 
-    from serve_app.builder import build_app
+    from serve_app.runtime.builder import build_app
 
     with FakeProvider() as fake:
         fake.set_delay(0.4)  # each upstream call keeps a proxy busy

@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from deployments.demo_corpus import SAMPLE_ANSWER, SAMPLE_PROMPT, SAMPLE_QUESTION
+from deployments.demo.corpus import SAMPLE_ANSWER, SAMPLE_PROMPT, SAMPLE_QUESTION
 from tests.fakes.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.integration

@@ -83,7 +83,7 @@ def faults(
 ) -> Iterator[tuple[str, FakeProvider]]:
     from ray import serve
 
-    from serve_app.builder import build_app
+    from serve_app.runtime.builder import build_app
 
     with FakeProvider(port=free_port()) as fake:  # a fixed port: it is stopped and restarted
         args = fault_args(fake, random_model_dir, store.url)
@@ -250,7 +250,7 @@ def test_a_clean_stop_flushes_every_buffered_record(
 
     from ray import serve
 
-    from serve_app.builder import build_app
+    from serve_app.runtime.builder import build_app
 
     db = tmp_path / "usage.db"
     args = fault_args(fake_provider, Path("unused"), f"sqlite:///{db}")

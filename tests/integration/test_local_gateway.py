@@ -9,7 +9,7 @@ import httpx
 import pytest
 from transformers import AutoTokenizer
 
-from deployments.demo_corpus import SAMPLE_ANSWER, SAMPLE_PROMPT
+from deployments.demo.corpus import SAMPLE_ANSWER, SAMPLE_PROMPT
 
 pytestmark = pytest.mark.integration
 

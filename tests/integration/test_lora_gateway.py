@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from deployments.demo_adapters import expected_answer
-from deployments.demo_corpus import build_facts
+from deployments.demo.adapters import expected_answer
+from deployments.demo.corpus import build_facts
 
 pytestmark = pytest.mark.integration
 APP = "lora"
@@ -28,7 +28,7 @@ def lora_app(
 ) -> Iterator[str]:
     from ray import serve
 
-    from serve_app.builder import build_app
+    from serve_app.runtime.builder import build_app
 
     ledger = tmp_path_factory.mktemp("lora") / "usage.db"
     args = {

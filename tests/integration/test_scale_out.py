@@ -31,7 +31,7 @@ def small_model(model_id: str, path: Path, **options: Any) -> dict[str, Any]:
 def deploy_without_waiting(args: dict[str, Any], name: str) -> None:
     from ray import serve
 
-    from serve_app.builder import build_app
+    from serve_app.runtime.builder import build_app
 
     serve._run(build_app(args), name=name, route_prefix=f"/{name}", _blocking=False)
 
@@ -126,7 +126,7 @@ def placed_app(
     """A model that must run where the custom resource is (the worker node)."""
     from ray import serve
 
-    from serve_app.builder import build_app
+    from serve_app.runtime.builder import build_app
 
     ledger = tmp_path_factory.mktemp("placed") / "usage.db"
     args = {

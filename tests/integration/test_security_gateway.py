@@ -49,7 +49,7 @@ def secure_gateway(
     """A second app with auth on and two ingress replicas, under its own route prefix."""
     from ray import serve
 
-    from serve_app.builder import build_app
+    from serve_app.runtime.builder import build_app
 
     workdir = tmp_path_factory.mktemp(f"secure-{request.param}")
     name = f"secure-{request.param}"

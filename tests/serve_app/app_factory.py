@@ -17,16 +17,16 @@ from typing import Any, get_args
 
 from fastapi import FastAPI
 
-from deployments.rate_limiter import RateLimiter
-from serve_app.admission import Admission
-from serve_app.app import create_app
-from serve_app.config import GatewayConfig
-from serve_app.errors import UpstreamError
-from serve_app.gateway import Gateway
-from serve_app.key_cache import KeyCache
-from serve_app.keys import open_key_store
-from serve_app.schemas.anthropic import AnthropicErrorType
-from serve_app.schemas.internal import GenerationOutput, GenerationParams, StreamChunk
+from deployments.limits.rate_limiter import RateLimiter
+from serve_app.access.admission import Admission
+from serve_app.access.key_cache import KeyCache
+from serve_app.access.key_store import open_key_store
+from serve_app.contracts.config import GatewayConfig
+from serve_app.contracts.errors import UpstreamError
+from serve_app.contracts.wire import GenerationOutput, GenerationParams, StreamChunk
+from serve_app.core.gateway import Gateway
+from serve_app.http.app import create_app
+from serve_app.http.schemas.anthropic import AnthropicErrorType
 
 ADMIN_KEY = "admin-fuzz-key-0123456789abcdef"
 MAX_BODY_BYTES = 4096

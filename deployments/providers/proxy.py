@@ -1,0 +1,199 @@
+"""The autoscaled deployment that calls one commercial provider through its official SDK.
+
+One SDK client per replica, built at start. Before each call the replica takes a slot from
+the shared `RateLimiter` deployment (so limits hold across replicas); failures are retried
+with backoff honouring `retry-after` up to a bound, then mapped to gateway errors.
+"""
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from deployments.providers.sdk_errors import is_retryable, map_sdk_error, retry_after_seconds
+from deployments.providers.translations import ADAPTERS, make_client
+from serve_app.contracts.config import CommercialModelConfig, ProviderConfig
+from serve_app.contracts.errors import (
+    GatewayError,
+    InvalidRequestError,
+    RateLimitError,
+    ServiceUnavailableError,
+    UpstreamTimeoutError,
+)
+from serve_app.contracts.limits import LimitSpec
+from serve_app.contracts.wire import GenerationOutput, GenerationParams, StreamChunk
+
+logger = logging.getLogger("ray.serve")
+CHARS_PER_TOKEN_ESTIMATE = 4
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 8.0
+MIN_ATTEMPT_TIMEOUT_S = 0.05
+
+ClientFactory = Callable[[str, str | None, str, float], Any]
+
+
+class ProviderProxy:
+    def __init__(
+        self,
+        provider: str,
+        config: dict[str, Any],
+        models: list[dict[str, Any]],
+        limiter: Any,
+        client_factory: ClientFactory = make_client,
+    ) -> None:
+        self.provider = provider
+        self.config = ProviderConfig.model_validate(config)
+        self.models = {m["id"]: CommercialModelConfig.model_validate(m) for m in models}
+        self.adapter = ADAPTERS[provider]
+        self.limiter = limiter
+        api_key = os.environ.get(self.config.api_key_env, "")
+        self.unavailable_reason = (
+            None if api_key else f"no API key: set the {self.config.api_key_env} variable"
+        )
+        self.client = (
+            client_factory(provider, self.config.base_url, api_key, self.config.timeout_s)
+            if api_key
+            else None
+        )
+        if self.unavailable_reason:
+            logger.warning("%s proxy unavailable: %s", provider, self.unavailable_reason)
+
+    async def generate(self, params: GenerationParams) -> GenerationOutput:
+        model = self._model(params.model_id)
+        self._require_client()
+        await self._take_rate_limit_slot(model, params)
+        kwargs = self.adapter.build_kwargs(params, model)
+        kwargs["extra_headers"] = {"X-Request-ID": params.request_id}
+        response = await self._call_with_retries(kwargs, params)
+        return self.adapter.parse(response, model)
+
+    async def generate_stream(self, params: GenerationParams) -> AsyncIterator[StreamChunk]:
+        """Stream through the SDK; closing this generator closes the upstream stream."""
+        model = self._model(params.model_id)
+        self._require_client()
+        await self._take_rate_limit_slot(model, params)
+        kwargs = self.adapter.build_kwargs(params, model)
+        kwargs.update(self.adapter.stream_kwargs, extra_headers={"X-Request-ID": params.request_id})
+        stream = await self._call_with_retries(kwargs, params)
+        try:
+            async for chunk in self.adapter.read_stream(stream, model):
+                yield chunk
+        except Exception as exc:
+            logger.warning("%s stream failed: %s", self.provider, type(exc).__name__)
+            raise map_sdk_error(exc, self.provider) from None
+        finally:
+            await stream.close()
+
+    def _require_client(self) -> None:
+        if self.client is None:
+            raise ServiceUnavailableError(
+                f"The {self.provider} provider is unavailable ({self.unavailable_reason}).",
+                code="provider_unavailable",
+            )
+
+    def _model(self, model_id: str) -> CommercialModelConfig:
+        model = self.models.get(model_id)
+        if model is None:
+            raise InvalidRequestError(f"{model_id!r} is not a {self.provider} model.")
+        return model
+
+    def _limit_specs(self, model: CommercialModelConfig) -> list[LimitSpec]:
+        return [
+            LimitSpec(f"provider:{self.provider}", self.config.rpm, self.config.tpm),
+            LimitSpec(f"model:{model.id}", model.rpm, model.tpm),
+        ]
+
+    async def _take_rate_limit_slot(
+        self, model: CommercialModelConfig, params: GenerationParams
+    ) -> None:
+        """Wait up to `rate_limit_wait_s` for a slot, then give up with 429 + Retry-After."""
+        prompt_chars = len(params.prompt) + sum(len(m.content) for m in params.messages)
+        tokens = prompt_chars // CHARS_PER_TOKEN_ESTIMATE + params.max_tokens
+        deadline = time.monotonic() + self.config.rate_limit_wait_s
+        specs = self._limit_specs(model)
+        while True:
+            decision = await self.limiter.acquire.remote(specs, tokens)
+            if decision.allowed:
+                return
+            if time.monotonic() + decision.retry_after_s > deadline:
+                raise RateLimitError(
+                    f"The gateway's rate limit for {self.provider}/{model.id} is reached.",
+                    code="provider_rate_limit",
+                    retry_after_s=decision.retry_after_s,
+                )
+            await asyncio.sleep(decision.retry_after_s)
+
+    def _within_deadline(self, kwargs: dict[str, Any], params: GenerationParams) -> dict[str, Any]:
+        """An SDK call never outlives the request's deadline (per-attempt `timeout`)."""
+        if params.deadline is not None:
+            left = params.deadline - time.time()
+            if left <= MIN_ATTEMPT_TIMEOUT_S:
+                raise UpstreamTimeoutError(
+                    "The request's deadline passed before the upstream call.",
+                    code="deadline_exceeded",
+                )
+            kwargs["timeout"] = min(self.config.timeout_s, left)
+        return kwargs
+
+    async def _call_with_retries(self, kwargs: dict[str, Any], params: GenerationParams) -> Any:
+        attempt = 0
+        while True:
+            attempt_kwargs = self._within_deadline(kwargs, params)
+            try:
+                return await self.adapter.create(self.client, attempt_kwargs)
+            except Exception as exc:
+                delay = self._retry_delay(exc, attempt)
+                deadline = params.deadline
+                if delay is not None and deadline is not None and time.time() + delay >= deadline:
+                    delay = None  # no retry would finish in time
+                if delay is None:
+                    logger.warning("%s call failed: %s", self.provider, type(exc).__name__)
+                    raise map_sdk_error(exc, self.provider) from None
+                logger.info("%s retry %d in %.2fs: %s", self.provider, attempt + 1, delay, exc)
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    def _retry_delay(self, exc: BaseException, attempt: int) -> float | None:
+        """Seconds to wait before the next try, or None when the error is final."""
+        if isinstance(exc, GatewayError) or attempt >= self.config.max_retries:
+            return None
+        if not is_retryable(exc):
+            return None
+        retry_after = retry_after_seconds(exc)
+        if retry_after is not None:
+            return retry_after if retry_after <= self.config.max_retry_after_s else None
+        return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt) * (0.75 + random.random() / 4)
+
+    async def describe(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "key_configured": self.client is not None,
+            "status": "available" if self.client is not None else "unavailable",
+            "unavailable_reason": self.unavailable_reason,
+        }
+
+    async def check_upstream(self) -> dict[str, Any]:
+        """A cheap authenticated call (list models): is the upstream up, is the key accepted."""
+        result: dict[str, Any] = {
+            "provider": self.provider,
+            "key_configured": self.client is not None,
+            "reachable": False,
+            "key_accepted": False,
+            "latency_ms": None,
+            "error": self.unavailable_reason,
+        }
+        if self.client is None:
+            return result
+        started = time.perf_counter()
+        try:
+            await self.adapter.list_models(self.client)
+            result.update(reachable=True, key_accepted=True, error=None)
+        except Exception as exc:
+            error = map_sdk_error(exc, self.provider)
+            reachable = error.code not in ("upstream_unreachable", "upstream_timeout")
+            result.update(reachable=reachable, error=f"{error.error_type}: {error.message}")
+        result["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        return result

@@ -1,0 +1,110 @@
+"""The one place where OpenAI and Anthropic SDK errors become gateway errors.
+
+Messages never include the API key: they are built from the status and the provider's own
+error message, which providers already redact.
+"""
+
+from typing import Any
+
+import anthropic
+import openai
+
+from serve_app.contracts.errors import (
+    GatewayError,
+    InvalidRequestError,
+    UpstreamAuthenticationError,
+    UpstreamError,
+    UpstreamQuotaExceededError,
+    UpstreamRateLimitError,
+    UpstreamTimeoutError,
+)
+
+STATUS_ERRORS = (openai.APIStatusError, anthropic.APIStatusError)
+TIMEOUT_ERRORS = (openai.APITimeoutError, anthropic.APITimeoutError)
+CONNECTION_ERRORS = (openai.APIConnectionError, anthropic.APIConnectionError)
+MALFORMED_ERRORS = (openai.APIResponseValidationError, anthropic.APIResponseValidationError)
+QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_error"})
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+def _error_fields(body: Any) -> tuple[str | None, str | None]:
+    """(type, code) from an OpenAI `{"error": {...}}` or Anthropic `{"type":"error",...}` body."""
+    if not isinstance(body, dict):
+        return None, None
+    error = body.get("error", body)
+    if not isinstance(error, dict):
+        return None, None
+    return error.get("type"), error.get("code")
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    value = headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, STATUS_ERRORS):
+        error_type, code = _error_fields(exc.body)
+        if error_type in QUOTA_CODES or code in QUOTA_CODES:
+            return False
+        return exc.status_code in RETRYABLE_STATUSES
+    return isinstance(exc, CONNECTION_ERRORS)
+
+
+def map_sdk_error(exc: BaseException, provider: str) -> GatewayError:
+    """The client-facing error for an SDK exception (after the retries are spent)."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, TIMEOUT_ERRORS):
+        return UpstreamTimeoutError(f"{provider} did not answer in time.", code="upstream_timeout")
+    if isinstance(exc, CONNECTION_ERRORS):
+        return UpstreamError(f"Could not connect to {provider}.", code="upstream_unreachable")
+    if isinstance(exc, (*MALFORMED_ERRORS, ValueError)):
+        # The SDKs raise a bare JSONDecodeError (a ValueError) on a broken JSON body.
+        return UpstreamError(f"{provider} sent a malformed response.", code="upstream_malformed")
+    if isinstance(exc, STATUS_ERRORS):
+        return _map_status_error(exc, provider)
+    return UpstreamError(f"{provider} call failed.", code="upstream_error")
+
+
+def _map_status_error(exc: Any, provider: str) -> GatewayError:
+    status = int(exc.status_code)
+    error_type, code = _error_fields(exc.body)
+    detail = f"{provider} answered {status}"
+    if error_type in QUOTA_CODES or code in QUOTA_CODES:
+        return UpstreamQuotaExceededError(
+            f"{detail}: the provider account's quota or credit is exhausted.",
+            code=code or error_type,
+        )
+    if status in (401, 403):
+        return UpstreamAuthenticationError(
+            f"{detail}: the gateway's {provider} API key was rejected.",
+            code="upstream_authentication_error",
+        )
+    if status == 429:
+        return UpstreamRateLimitError(
+            f"{detail}: rate limited by the provider.",
+            code="upstream_rate_limited",
+            retry_after_s=retry_after_seconds(exc) or 1.0,
+        )
+    if status in (400, 404, 413, 422):
+        return InvalidRequestError(
+            f"{detail}: {_provider_message(exc.body) or 'the request was rejected.'}",
+            code=code or error_type or "upstream_bad_request",
+        )
+    return UpstreamError(f"{detail}.", code="upstream_server_error")
+
+
+def _provider_message(body: Any) -> str | None:
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])[:500]
+    return None

@@ -1,0 +1,153 @@
+"""Who may make this call: authentication, model permission, budget and rate limits.
+
+One `Admission` per ingress replica. Keys are checked against an in-memory cache of the
+hashed key table (refreshed every `auth.cache_ttl_s`), so a request costs no database round
+trip; per-key and per-IP limits are exact across replicas (the shared `RateLimiter`
+deployment, or Redis) and cost one call only when a limit is configured.
+"""
+
+import math
+import os
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from serve_app.access.auth import (
+    RequestContext,
+    is_admin_key,
+    missing_key_error,
+    presented_key,
+)
+from serve_app.access.key_cache import KeyCache
+from serve_app.contracts.config import GatewayConfig
+from serve_app.contracts.errors import InvalidRequestError, RateLimitError
+from serve_app.contracts.limits import LimitSpec
+from serve_app.contracts.wire import GenerationParams
+
+CHARS_PER_TOKEN_ESTIMATE = 4
+TIMEOUT_HEADER = "x-request-timeout"
+
+
+class Limiter(Protocol):
+    async def acquire(self, specs: Any, tokens: int = 0) -> Any: ...
+
+
+class HandleLimiter:
+    """The `RateLimiter` deployment behind a handle, with the limiter's interface."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    async def acquire(self, specs: Any, tokens: int = 0) -> Any:
+        return await self.handle.acquire.remote(specs, tokens)
+
+    async def close(self) -> None:
+        return None
+
+
+def rate_limit_headers(decision: Any, specs: list[Any]) -> list[tuple[bytes, bytes]]:
+    """OpenAI-style x-ratelimit-* headers for the tightest of the counters checked."""
+    headers = []
+    for kind, limits, remaining in (
+        ("requests", [s.rpm for s in specs if s.rpm], decision.remaining_requests),
+        ("tokens", [s.tpm for s in specs if s.tpm], decision.remaining_tokens),
+    ):
+        if remaining is None or not limits:
+            continue
+        limit = min(limits)
+        headers += [
+            (f"x-ratelimit-limit-{kind}".encode(), str(limit).encode()),
+            (f"x-ratelimit-remaining-{kind}".encode(), str(remaining).encode()),
+            (f"x-ratelimit-reset-{kind}".encode(), f"{decision.reset_s:g}s".encode()),
+        ]
+    return headers
+
+
+class Admission:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        keys: KeyCache | None,
+        limiter: Limiter | None,
+        environ: Mapping[str, str] | None = None,
+        metrics: Any = None,
+    ) -> None:
+        self.config = config
+        self.keys = keys
+        self.limiter = limiter
+        self.metrics = metrics
+        self.admin_key = (environ if environ is not None else os.environ).get(
+            config.auth.admin_key_env
+        ) or None
+
+    async def identify(self, headers: Mapping[str, str], state: dict[str, Any]) -> RequestContext:
+        """Authenticate the caller (401 for a missing, unknown or disabled key)."""
+        ctx = RequestContext(
+            request_id=state["request_id"],
+            client_ip=state.get("client_ip", ""),
+            log=state.setdefault("log", {}),
+            rate_limit_headers=state.setdefault("rate_limit_headers", []),
+        )
+        seconds = self.timeout_s(headers)
+        ctx.deadline = time.time() + seconds
+        ctx.deadline_shortened = seconds < self.config.ingress.request_timeout_s
+        presented = presented_key(dict(headers))
+        if is_admin_key(presented, self.admin_key):
+            ctx.is_admin = True
+        elif self.config.auth.enabled:
+            if presented is None:
+                raise missing_key_error()
+            assert self.keys is not None
+            ctx.key = await self.keys.authenticate(presented)
+        ctx.log["key_id"] = ctx.key_id
+        return ctx
+
+    def timeout_s(self, headers: Mapping[str, str]) -> float:
+        """The configured deadline, or less when the client asks (`X-Request-Timeout`)."""
+        limit = self.config.ingress.request_timeout_s
+        asked = headers.get(TIMEOUT_HEADER)
+        if asked is None:
+            return limit
+        try:
+            seconds = float(asked)
+        except ValueError:
+            seconds = math.nan
+        if not 0 < seconds < math.inf:
+            raise InvalidRequestError(
+                f"{TIMEOUT_HEADER} must be a positive number of seconds.", param=TIMEOUT_HEADER
+            )
+        return min(seconds, limit)
+
+    async def admit(self, ctx: RequestContext, params: GenerationParams) -> None:
+        """Model permission (403), budget (402), then per-key and per-IP limits (429)."""
+        ctx.log["model"] = params.model_id
+        ctx.require_model(params.model_id)
+        if ctx.key is not None and self.keys is not None:
+            await self.keys.check_budget(ctx.key)
+        specs = self._limit_specs(ctx)
+        if not specs or self.limiter is None:
+            return
+        prompt_chars = len(params.prompt) + sum(len(m.content) for m in params.messages)
+        tokens = prompt_chars // CHARS_PER_TOKEN_ESTIMATE + params.max_tokens
+        decision = await self.limiter.acquire(specs, tokens)
+        ctx.rate_limit_headers.extend(rate_limit_headers(decision, specs))
+        if not decision.allowed:
+            if self.metrics is not None:
+                self.metrics.record_rate_limited("key" if ctx.key is not None else "ip")
+            raise RateLimitError(
+                "Rate limit reached for this API key or client address.",
+                code="rate_limit_exceeded",
+                retry_after_s=decision.retry_after_s,
+            )
+
+    def _limit_specs(self, ctx: RequestContext) -> list[Any]:
+        limits = self.config.rate_limits
+        specs = []
+        if ctx.key is not None:
+            rpm = ctx.key.rpm or limits.key_rpm
+            tpm = ctx.key.tpm or limits.key_tpm
+            if rpm or tpm:
+                specs.append(LimitSpec(f"key:{ctx.key.id}", rpm, tpm))
+        if (limits.ip_rpm or limits.ip_tpm) and not ctx.is_admin:
+            specs.append(LimitSpec(f"ip:{ctx.client_ip}", limits.ip_rpm, limits.ip_tpm))
+        return specs

@@ -1,0 +1,159 @@
+"""`KeyCache`: the ingress's in-memory view of the key table (no database on the hot path)."""
+
+import asyncio
+import builtins
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from serve_app.access.key_store import KEY_LENGTH, KEY_PREFIX, ApiKey, KeyStore, hash_key
+from serve_app.contracts.errors import (
+    AuthenticationError,
+    BudgetExceededError,
+    ServiceUnavailableError,
+)
+
+logger = logging.getLogger("ray.serve")
+
+
+class KeyCache:
+    """The ingress's view of the keys: answered from memory, refreshed from the store.
+
+    Keys are reloaded at most every `ttl_s`; an unknown key triggers at most one early reload
+    per `ttl_s / 4` (to see keys other replicas created without letting a flood of bad keys
+    reach the database). Spend per key is reloaded at most every `ttl_s`, plus the costs this
+    replica adds with `add_spend` in between. Only one reload of each runs at a time.
+    """
+
+    def __init__(
+        self, store: KeyStore, ttl_s: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._by_hash: dict[str, ApiKey] | None = None  # None until the first load succeeds
+        self._keys_tried_at: float | None = None
+        self._keys_lock = asyncio.Lock()
+        self._spend: dict[str, float] | None = None  # None until the first load succeeds
+        self._local_spend: dict[str, float] = {}
+        self._spend_tried_at: float | None = None
+        self._spend_lock = asyncio.Lock()
+
+    def _fresh(self, tried_at: float | None, max_age: float) -> bool:
+        return tried_at is not None and self._clock() - tried_at < max_age
+
+    async def _refresh_keys(self, max_age: float) -> None:
+        if self._fresh(self._keys_tried_at, max_age):
+            return
+        if self._by_hash is not None and self._keys_lock.locked():
+            return  # a reload (or a write) is in flight: answer from the keys already known
+        async with self._keys_lock:
+            if self._fresh(self._keys_tried_at, max_age):
+                return
+            try:
+                keys = await asyncio.to_thread(self.store.list)
+            except Exception as exc:  # keep serving the last known keys
+                logger.warning("API key store unavailable: %s: %s", type(exc).__name__, exc)
+            else:
+                self._by_hash = {key.key_hash: key for key in keys}
+            finally:
+                self._keys_tried_at = self._clock()
+
+    async def _lookup(self, key_hash: str) -> ApiKey | None:
+        await self._refresh_keys(self.ttl_s if self._by_hash is not None else self.ttl_s / 4)
+        if self._by_hash is not None and key_hash not in self._by_hash:
+            await self._refresh_keys(self.ttl_s / 4)
+        if self._by_hash is None:
+            raise ServiceUnavailableError(
+                "The API key store is unavailable.",
+                code="key_store_unavailable",
+                retry_after_s=max(1.0, self.ttl_s / 4),
+            )
+        return self._by_hash.get(key_hash)
+
+    async def authenticate(self, presented_key: str) -> ApiKey:
+        key = None
+        if presented_key.startswith(KEY_PREFIX) and len(presented_key) == KEY_LENGTH:
+            key = await self._lookup(hash_key(presented_key))
+        if key is None:
+            raise AuthenticationError("Invalid API key.", code="invalid_api_key")
+        if not key.enabled:
+            raise AuthenticationError("This API key is disabled.", code="key_disabled")
+        return key
+
+    def _remember(self, key: ApiKey) -> None:
+        if self._by_hash is not None:
+            self._by_hash[key.key_hash] = key
+
+    async def create(
+        self,
+        name: str,
+        allowed_models: Sequence[str] = (),
+        rpm: int | None = None,
+        tpm: int | None = None,
+        budget_usd: float | None = None,
+    ) -> tuple[ApiKey, str]:
+        async with self._keys_lock:  # a reload in flight must not drop the new key
+            record, plain = await asyncio.to_thread(
+                self.store.create, name, tuple(allowed_models), rpm, tpm, budget_usd
+            )
+            self._remember(record)
+        return record, plain
+
+    async def list(self) -> builtins.list[ApiKey]:
+        async with self._keys_lock:
+            keys = await asyncio.to_thread(self.store.list)
+            self._by_hash = {key.key_hash: key for key in keys}
+            self._keys_tried_at = self._clock()
+        return keys
+
+    async def set_enabled(self, key_id: str, enabled: bool) -> ApiKey:
+        async with self._keys_lock:
+            key = await asyncio.to_thread(self.store.set_enabled, key_id, enabled)
+            self._remember(key)
+        return key
+
+    async def disable(self, key_id: str) -> ApiKey:
+        return await self.set_enabled(key_id, False)
+
+    async def enable(self, key_id: str) -> ApiKey:
+        return await self.set_enabled(key_id, True)
+
+    async def _refresh_spend(self) -> None:
+        if self._fresh(self._spend_tried_at, self.ttl_s):
+            return
+        if self._spend is not None and self._spend_lock.locked():
+            return  # a reload is in flight: answer from the last totals
+        async with self._spend_lock:
+            if self._fresh(self._spend_tried_at, self.ttl_s):
+                return
+            counted = dict(self._local_spend)  # what the reloaded totals will include
+            try:
+                totals = await asyncio.to_thread(self.store.spend_by_key)
+            except Exception as exc:  # budgets use the last known totals meanwhile
+                logger.warning("key spend unavailable: %s: %s", type(exc).__name__, exc)
+                return
+            finally:
+                self._spend_tried_at = self._clock()
+            self._spend = totals
+            for key_id, usd in counted.items():  # keep what was added during the reload
+                self._local_spend[key_id] -= usd
+            self._local_spend = {k: v for k, v in self._local_spend.items() if abs(v) > 1e-12}
+
+    def add_spend(self, key_id: str, usd: float) -> None:
+        """Count a cost now; the next reload replaces it with the ledger's totals."""
+        self._local_spend[key_id] = self._local_spend.get(key_id, 0.0) + usd
+
+    async def spent(self, key_id: str) -> float:
+        await self._refresh_spend()
+        return (self._spend or {}).get(key_id, 0.0) + self._local_spend.get(key_id, 0.0)
+
+    async def check_budget(self, key: ApiKey) -> None:
+        if key.budget_usd is None:
+            return
+        spent = await self.spent(key.id)
+        if spent >= key.budget_usd:
+            raise BudgetExceededError(
+                f"API key {key.id} has spent ${spent:.4f} of its ${key.budget_usd:.2f} budget.",
+                code="budget_exceeded",
+            )

@@ -1,0 +1,125 @@
+"""The usage ledger: every finished generation, buffered in memory and written in batches.
+
+`Ledger.record()` only appends to a deque (no I/O on the request path). A background task
+flushes every `flush_interval_s` through a thread; when the store fails, records stay
+buffered (up to `max_buffer`) and are written once it is back. `close()` flushes all.
+"""
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import astuple, dataclass, fields
+from typing import Any
+
+from serve_app.accounting.usage_store import UsageStore, open_store
+from serve_app.contracts.config import LedgerConfig
+
+logger = logging.getLogger("ray.serve")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    ts: float
+    request_id: str
+    key_id: str
+    model_id: str
+    provider: str
+    served_model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    latency_ms: float
+    outcome: str  # "ok" or the error type
+    status: int
+
+
+USAGE_COLUMNS = tuple(f.name for f in fields(UsageRecord))
+
+
+def as_row(record: UsageRecord) -> tuple[Any, ...]:
+    return astuple(record)
+
+
+class Ledger:
+    def __init__(self, config: LedgerConfig, store: UsageStore | None = None) -> None:
+        self.config = config
+        self.store = store or open_store(config.url)
+        self._buffer: deque[UsageRecord] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+        self.dropped = 0
+        self.writing = 0  # records taken out of the buffer by a write still in progress
+        self.last_error: str | None = None
+        self.last_flush_ok_at: float | None = None
+
+    def record(self, record: UsageRecord) -> None:
+        if len(self._buffer) >= self.config.max_buffer:
+            self._buffer.popleft()
+            self.dropped += 1
+        self._buffer.append(record)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    def _trim_overflow(self) -> None:
+        """Drop the newest records beyond `max_buffer` (counted in `dropped`)."""
+        while len(self._buffer) > self.config.max_buffer:
+            self._buffer.pop()
+            self.dropped += 1
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    @property
+    def degraded(self) -> bool:
+        return self.last_error is not None
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.flush_interval_s)
+            await self.flush()
+
+    async def flush(self) -> bool:
+        """Write everything buffered; False (records kept) when the store is unavailable."""
+        async with self._flush_lock:
+            while self._buffer:
+                # Take the batch out first: `record()` may evict from the buffer meanwhile.
+                size = min(self.config.batch_size, self.pending)
+                batch = [self._buffer.popleft() for _ in range(size)]
+                self.writing = len(batch)
+                try:
+                    await asyncio.to_thread(self.store.write, [as_row(r) for r in batch])
+                except Exception as exc:  # any store failure: keep the records, report it
+                    self.writing = 0
+                    self._buffer.extendleft(reversed(batch))
+                    self._trim_overflow()
+                    self.last_error = type(exc).__name__  # details go to the log, not /status
+                    logger.warning("usage ledger write failed, %d buffered: %s", self.pending, exc)
+                    return False
+                self.writing = 0
+            self.last_error = None
+            self.last_flush_ok_at = time.time()
+            return True
+
+    async def summarize(
+        self, since: float | None, until: float | None, key_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        await self.flush()
+        return await asyncio.to_thread(self.store.summarize, since, until, key_id)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        await self.flush()
+        await asyncio.to_thread(self.store.close)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "backend": self.store.backend,
+            "degraded": self.degraded,
+            "pending_records": self.pending + self.writing,  # not yet in the store
+            "dropped_records": self.dropped,
+            "last_error": self.last_error,
+        }

@@ -1,0 +1,141 @@
+"""The model catalog as the ingress sees it: model id -> where to send it and what it costs."""
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from serve_app.contracts.config import (
+    AdapterConfig,
+    CommercialModelConfig,
+    GatewayConfig,
+    GenerationDefaults,
+    LocalModelConfig,
+    PriceConfig,
+)
+from serve_app.contracts.errors import model_not_found
+
+ModelType = Literal["fine_tuned", "commercial"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    """Everything the ingress needs to serve one model id without another lookup."""
+
+    model_id: str
+    model_type: ModelType
+    provider: str
+    deployment: str
+    handle: Any
+    max_tokens_cap: int
+    defaults: GenerationDefaults | None
+    price: PriceConfig
+    description: str
+    context_length: int | None = None
+    upstream_model: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    default_max_tokens: int | None = None
+    adapter: str | None = None  # a LoRA fine-tune served by the `deployment` of its base
+    fallbacks: tuple[str, ...] = ()
+
+    def resolve_max_tokens(self, requested: int | None) -> int:
+        if requested is not None:
+            return requested
+        if self.defaults is not None:
+            return min(self.defaults.max_tokens, self.max_tokens_cap)
+        return self.default_max_tokens or self.max_tokens_cap
+
+
+def local_route(model: LocalModelConfig, handle: Any) -> ModelRoute:
+    return ModelRoute(
+        model_id=model.id,
+        model_type="fine_tuned",
+        provider="local",
+        deployment=model.id,
+        handle=handle,
+        max_tokens_cap=model.max_new_tokens,
+        defaults=model.defaults,
+        price=model.price,
+        description=model.description,
+        fallbacks=tuple(model.fallbacks),
+    )
+
+
+def adapter_route(adapter: AdapterConfig, base: LocalModelConfig, handle: Any) -> ModelRoute:
+    """Calls go to the base model's deployment, routed by Serve to a replica that has the
+    adapter loaded (`multiplexed_model_id`)."""
+    return ModelRoute(
+        model_id=adapter.id,
+        model_type="fine_tuned",
+        provider="local",
+        deployment=base.id,
+        handle=handle.options(multiplexed_model_id=adapter.id),
+        max_tokens_cap=base.max_new_tokens,
+        defaults=base.defaults,
+        price=adapter.price or base.price,
+        description=adapter.description,
+        adapter=adapter.id,
+        fallbacks=tuple(adapter.fallbacks),
+    )
+
+
+def commercial_route(model: CommercialModelConfig, handle: Any) -> ModelRoute:
+    return ModelRoute(
+        model_id=model.id,
+        model_type="commercial",
+        provider=model.provider,
+        deployment=model.provider,
+        handle=handle,
+        max_tokens_cap=model.max_output_tokens,
+        defaults=None,
+        price=model.price,
+        description=model.description,
+        context_length=model.context_window,
+        upstream_model=model.upstream_model,
+        rpm=model.rpm,
+        tpm=model.tpm,
+        default_max_tokens=min(model.default_max_tokens, model.max_output_tokens),
+        fallbacks=tuple(model.fallbacks),
+    )
+
+
+class ModelCatalog:
+    """Immutable map of model ids to routes, built once per ingress replica."""
+
+    def __init__(self, routes: list[ModelRoute]) -> None:
+        self._routes = {route.model_id: route for route in routes}
+        # A fine-tune also answers as `<base>:<adapter>`.
+        self._aliases = {
+            f"{route.deployment}:{route.adapter}": route for route in routes if route.adapter
+        }
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig, handles: Mapping[str, Any]) -> "ModelCatalog":
+        routes = [local_route(model, handles[model.id]) for model in config.models]
+        bases = {model.id: model for model in config.models}
+        routes += [
+            adapter_route(adapter, bases[adapter.base], handles[adapter.base])
+            for adapter in config.adapters
+        ]
+        if config.commercial is not None:
+            routes += [
+                commercial_route(model, handles[model.provider])
+                for model in config.commercial.models
+                if model.provider in handles
+            ]
+        return cls(routes)
+
+    def find(self, model_id: str) -> ModelRoute | None:
+        return self._routes.get(model_id) or self._aliases.get(model_id)
+
+    def get(self, model_id: str) -> ModelRoute:
+        route = self.find(model_id)
+        if route is None:
+            raise model_not_found(model_id)
+        return route
+
+    def __iter__(self) -> Iterator[ModelRoute]:
+        return iter(self._routes.values())
+
+    def __len__(self) -> int:
+        return len(self._routes)

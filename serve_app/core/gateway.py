@@ -1,0 +1,372 @@
+"""What the routes call: resolve a request against the catalog, call one deployment, account.
+
+One `Gateway` lives in each ingress replica. It holds no HTTP types, so it is tested with
+fake handles and no server. Each generation is one handle call (ingress -> model or
+provider deployment); its usage is appended to the ledger buffer, written off the path.
+"""
+
+import asyncio
+import dataclasses
+import datetime as dt
+import functools
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from serve_app import __version__
+from serve_app.access.admission import Admission
+from serve_app.access.auth import RequestContext
+from serve_app.accounting.ledger import Ledger, UsageRecord
+from serve_app.contracts.config import GatewayConfig
+from serve_app.contracts.errors import GatewayError, InvalidRequestError, UpstreamTimeoutError
+from serve_app.contracts.pricing import cost_usd
+from serve_app.contracts.wire import (
+    ChatMessage,
+    GenerationOutput,
+    GenerationParams,
+    StreamChunk,
+)
+from serve_app.core.breakers import CircuitBreakers
+from serve_app.core.catalog import ModelCatalog, ModelRoute
+from serve_app.core.fallbacks import complete_with_fallbacks, stream_with_fallbacks
+from serve_app.core.handle_calls import call_with_deadline
+from serve_app.core.probes import DeploymentProbe
+from serve_app.core.stats import ModelCounters
+from serve_app.core.streaming import ChunkStream, open_stream
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        handles: Mapping[str, Any],
+        ledger: Ledger | None = None,
+        admission: Admission | None = None,
+        metrics: Any = None,
+    ) -> None:
+        self.config = config
+        self.catalog = ModelCatalog.from_config(config, handles)
+        self.counters = {route.model_id: ModelCounters() for route in self.catalog}
+        self.ledger = ledger or Ledger(config.ledger)
+        self.admission = admission or Admission(config, None, None)
+        self.metrics = metrics
+        self.probe = DeploymentProbe(config, self.catalog, handles)
+        self.breakers = CircuitBreakers(config.circuit_breaker)
+        self.started_at = time.monotonic()
+        self.started_wall = time.time()
+
+    # ---- generation -------------------------------------------------------------------
+
+    def prepare(
+        self,
+        model_id: str,
+        request_id: str,
+        *,
+        prompt: str = "",
+        messages: tuple[ChatMessage, ...] = (),
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: list[str] | None = None,
+    ) -> tuple[ModelRoute, GenerationParams]:
+        """Check a validated request against the model's limits and fill in its defaults."""
+        route = self.catalog.get(model_id)
+        self.check_prompt_length(len(prompt) + sum(len(m.content) for m in messages))
+        resolved_max = route.resolve_max_tokens(max_tokens)
+        if resolved_max > route.max_tokens_cap:
+            raise InvalidRequestError(
+                f"max_tokens must be between 1 and {route.max_tokens_cap} for model "
+                f"{route.model_id!r}; got {resolved_max}.",
+                param="max_tokens",
+            )
+        defaults = route.defaults
+        params = GenerationParams(
+            request_id=request_id,
+            model_id=route.model_id,
+            prompt=prompt,
+            max_tokens=resolved_max,
+            temperature=_first_set(temperature, defaults.temperature if defaults else None),
+            top_p=_first_set(top_p, defaults.top_p if defaults else None),
+            stop=self.check_stop(stop or []),
+            messages=messages,
+            adapter=route.adapter,
+        )
+        return route, params
+
+    async def admitted(
+        self, ctx: RequestContext, model_id: str, **request: Any
+    ) -> tuple[ModelRoute, GenerationParams]:
+        """`prepare` (limits, defaults) then admission (permission, budget, rate limits)."""
+        route, params = self.prepare(model_id, ctx.request_id, **request)
+        await self.admission.admit(ctx, params)
+        return route, params
+
+    def check_prompt_length(self, chars: int) -> None:
+        limit = self.config.ingress.max_prompt_chars
+        if chars > limit:
+            raise InvalidRequestError(
+                f"The prompt has {chars} characters; the limit is {limit}.",
+                param="prompt",
+                code="prompt_too_long",
+            )
+
+    def check_stop(self, stop: list[str]) -> tuple[str, ...]:
+        limit = self.config.ingress.max_stop_sequences
+        if len(stop) > limit or any(not s for s in stop):
+            raise InvalidRequestError(
+                f"stop takes at most {limit} non-empty strings.", param="stop"
+            )
+        return tuple(stop)
+
+    async def generate(
+        self,
+        ctx: RequestContext,
+        model_id: str,
+        request: Mapping[str, Any],
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """One non-streamed generation (`request`: `prepare`'s keyword arguments)."""
+        rid = request_id or ctx.request_id
+        route, params = self.prepare(model_id, rid, **request)
+        await self.admission.admit(ctx, params)
+        used, output, latency_ms, cost = await complete_with_fallbacks(self, route, params, ctx)
+        return self.shape_response(used, output, latency_ms, cost, rid, requested=route)
+
+    async def open_stream(
+        self, route: ModelRoute, params: GenerationParams, ctx: RequestContext
+    ) -> tuple[ChunkStream, StreamChunk]:
+        """Start a streamed generation, falling back before the first chunk if need be;
+        the first chunk is in hand (errors raise here). `stream.route` is what answers."""
+        return await stream_with_fallbacks(self, route, params, ctx)
+
+    async def open_stream_once(
+        self, route: ModelRoute, params: GenerationParams, ctx: RequestContext, requested: str
+    ) -> tuple[ChunkStream, StreamChunk]:
+        account = functools.partial(self.account, requested=requested)
+        started = time.perf_counter()
+        try:
+            timeout_s = self.admit_call(route, ctx)
+        except GatewayError as error:
+            account(route, params.request_id, ctx, started, None, error)
+            raise
+        stream = open_stream(route, self.with_deadline(params, ctx), ctx, account)
+        try:
+            first = await stream.first(timeout_s)
+        except GatewayError as error:
+            self.record_outcome(route, error, ctx)
+            raise
+        except asyncio.CancelledError:
+            self.breakers.release(route.deployment)
+            raise
+        self.breakers.record(route.deployment, None)
+        return stream, first
+
+    def admit_call(self, route: ModelRoute, ctx: RequestContext) -> float:
+        """The circuit lets the call through, and the deadline leaves time for it: the
+        seconds it may take."""
+        self.breakers.check(route.deployment)
+        remaining = ctx.remaining_s(self.config.ingress.request_timeout_s)
+        if remaining <= 0:
+            self.breakers.release(route.deployment)
+            raise UpstreamTimeoutError(
+                f"The request's deadline passed before {route.model_id!r} was called.",
+                code="deadline_exceeded",
+            )
+        return remaining
+
+    def record_outcome(self, route: ModelRoute, error: GatewayError, ctx: RequestContext) -> None:
+        """A deadline the client shortened says nothing about the upstream's health."""
+        if error.code == "deadline_exceeded" and ctx.deadline_shortened:
+            self.breakers.release(route.deployment)
+        else:
+            self.breakers.record(route.deployment, error)
+
+    @staticmethod
+    def with_deadline(params: GenerationParams, ctx: RequestContext) -> GenerationParams:
+        """The deadline travels with the call (a model skips rows whose time is up)."""
+        if not math.isfinite(ctx.deadline):
+            return params
+        return dataclasses.replace(params, deadline=ctx.deadline)
+
+    async def call_model(
+        self,
+        route: ModelRoute,
+        params: GenerationParams,
+        ctx: RequestContext,
+        requested: str | None = None,
+    ) -> tuple[GenerationOutput, float, float]:
+        """One handle call, accounted for in the counters and the ledger either way."""
+        started = time.perf_counter()
+        try:
+            timeout_s = self.admit_call(route, ctx)
+        except GatewayError as error:
+            self.account(route, params.request_id, ctx, started, None, error, requested)
+            raise
+        try:
+            output: GenerationOutput = await call_with_deadline(
+                route.handle.generate.remote(self.with_deadline(params, ctx)),
+                route.deployment,
+                timeout_s,
+            )
+        except GatewayError as error:
+            self.record_outcome(route, error, ctx)
+            self.account(route, params.request_id, ctx, started, None, error, requested)
+            raise
+        except asyncio.CancelledError:  # the client went away; the handle call is cancelled
+            self.breakers.release(route.deployment)
+            self.account(route, params.request_id, ctx, started, CANCELLED, None, requested)
+            raise
+        self.breakers.record(route.deployment, None)
+        latency_ms, cost = self.account(
+            route, params.request_id, ctx, started, output, None, requested
+        )
+        return output, latency_ms, cost
+
+    def account(
+        self,
+        route: ModelRoute,
+        request_id: str,
+        ctx: RequestContext,
+        started: float,
+        output: GenerationOutput | None,
+        error: GatewayError | None,
+        requested: str | None = None,
+    ) -> tuple[float, float]:
+        """Counters, metrics, the ledger, the key's spend and the access-log fields.
+
+        `route` is what served (or failed); `requested` the model asked for, when a fallback
+        served it: the ledger keeps both (`model_id` asked, `served_model` answered)."""
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.counters[route.model_id].record(latency_ms, error is None)
+        input_tokens = output.input_tokens if output else 0
+        output_tokens = output.output_tokens if output else 0
+        cost = cost_usd(route.price, input_tokens, output_tokens)
+        self.ledger.record(
+            UsageRecord(
+                ts=time.time(),
+                request_id=request_id,
+                key_id=ctx.key_id,
+                model_id=requested or route.model_id,
+                provider=route.provider,
+                served_model=route.model_id,  # the gateway id (an adapter's, a fallback's)
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cost_usd=cost,
+                latency_ms=round(latency_ms, 3),
+                outcome=_outcome(output, error),
+                status=_status(output, error),
+            )
+        )
+        if ctx.key is not None and self.admission.keys is not None and cost:
+            self.admission.keys.add_spend(ctx.key.id, cost)
+        ctx.log.update(
+            model=requested or route.model_id,
+            served_model=route.model_id,
+            provider=route.provider,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost,
+        )
+        if self.metrics is not None:
+            self.metrics.record_request(
+                route.model_id,
+                route.provider,
+                str(_status(output, error)),
+                latency_ms,
+                input_tokens,
+                output_tokens,
+                cost,
+                error.error_type if error else None,
+            )
+        return latency_ms, cost
+
+    async def generate_batch(
+        self, ctx: RequestContext, items: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Each item is (model id, `prepare`'s keyword arguments); results in input order."""
+        cap = self.config.ingress.max_batch_items
+        if len(items) > cap:
+            raise InvalidRequestError(
+                f"A batch holds at most {cap} requests; got {len(items)}.",
+                param="requests",
+            )
+        calls = [
+            self._generate_item(ctx, model_id, request, f"{ctx.request_id}-{index}")
+            for index, (model_id, request) in enumerate(items)
+        ]
+        return {"results": list(await asyncio.gather(*calls))}
+
+    async def _generate_item(
+        self, ctx: RequestContext, model_id: str, request: Mapping[str, Any], item_id: str
+    ) -> dict[str, Any]:
+        try:
+            return await self.generate(ctx, model_id, request, item_id)
+        except GatewayError as error:
+            return {"error": error.to_dict()}
+
+    @staticmethod
+    def shape_response(
+        route: ModelRoute,
+        output: GenerationOutput,
+        latency_ms: float,
+        cost: float,
+        request_id: str,
+        requested: ModelRoute | None = None,
+    ) -> dict[str, Any]:
+        """`model_id` is the model that answered; `metadata.requested_model` the one asked
+        for (they differ when a fallback answered)."""
+        return {
+            "text": output.text,
+            "model_id": route.model_id,
+            "metrics": {
+                "latency_ms": round(latency_ms, 3),
+                "input_tokens": output.input_tokens,
+                "output_tokens": output.output_tokens,
+                "total_tokens": output.input_tokens + output.output_tokens,
+            },
+            "metadata": {
+                "model_type": route.model_type,
+                "provider": route.provider,
+                "cost_usd": cost,
+                "finish_reason": output.finish_reason,
+                "request_id": request_id,
+                "requested_model": (requested or route).model_id,
+                "fallback_used": requested is not None and requested is not route,
+            },
+            "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+        }
+
+    # ---- status -------------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started_at, 3),
+            "models": await self.probe.model_states(self.counters),
+            "ledger": self.ledger.health(),
+            "circuit_breakers": self.breakers.snapshot(),
+        }
+
+    async def close(self) -> None:
+        await self.ledger.close()
+
+
+CLIENT_CLOSED_STATUS = 499
+CANCELLED = GenerationOutput("", 0, 0, "cancelled")
+
+
+def _outcome(output: GenerationOutput | None, error: GatewayError | None) -> str:
+    if error is not None:
+        return error.error_type
+    return "cancelled" if output and output.finish_reason == "cancelled" else "ok"
+
+
+def _status(output: GenerationOutput | None, error: GatewayError | None) -> int:
+    if error is not None:
+        return error.status_code
+    return CLIENT_CLOSED_STATUS if output and output.finish_reason == "cancelled" else 200
+
+
+def _first_set(value: float | None, default: float | None) -> float | None:
+    return default if value is None else value

@@ -1,0 +1,206 @@
+"""Read-side views of the catalog: model listings, readiness, commercial catalog and probes.
+
+Deployments are asked (with a short deadline) to describe themselves; a deployment that
+does not answer is reported as not ready with the reason, and nothing else is affected.
+"""
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from serve_app.contracts.config import GatewayConfig
+from serve_app.contracts.errors import GatewayError
+from serve_app.core.catalog import ModelCatalog, ModelRoute
+from serve_app.core.handle_calls import call_with_deadline
+from serve_app.core.stats import ModelCounters
+
+logger = logging.getLogger("llm_gateway")
+
+
+class DeploymentProbe:
+    def __init__(
+        self, config: GatewayConfig, catalog: ModelCatalog, handles: Mapping[str, Any]
+    ) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.handles = dict(handles)
+        self._metadata: dict[str, dict[str, Any]] = {}
+
+    @property
+    def timeout_s(self) -> float:
+        return self.config.ingress.status_probe_timeout_s
+
+    async def describe(self, deployment: str, handle: Any = None) -> dict[str, Any]:
+        """`{"status": "available"|"unavailable", ...}` for one deployment, never raising.
+
+        `handle`: the route's own handle (an adapter's asks a replica that has it loaded)."""
+        handle = handle if handle is not None else self.handles[deployment]
+        try:
+            description = await call_with_deadline(
+                handle.describe.remote(), deployment, self.timeout_s
+            )
+        except GatewayError as error:
+            reason = await self.serve_reason(deployment)
+            return {"status": "unavailable", "unavailable_reason": reason or error.message}
+        if "metadata" in description:
+            self._metadata[deployment] = description["metadata"]
+        return {"status": "available", **description}
+
+    async def describe_all(self) -> dict[str, dict[str, Any]]:
+        names = sorted({route.deployment for route in self.catalog})
+        results = await asyncio.gather(*(self.describe(name) for name in names))
+        return dict(zip(names, results))
+
+    async def serve_reason(self, deployment: str) -> str | None:
+        """`pending_reason` off the event loop, bounded by the probe timeout; None when the
+        controller cannot say (it is busy or restarting)."""
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(self.pending_reason, deployment), self.timeout_s
+            )
+        except Exception as exc:  # whatever the controller does, a status probe answers
+            logger.info("no Serve status for %s: %r", deployment, exc)
+            return None
+
+    def pending_reason(self, deployment: str) -> str | None:
+        """What Serve says of a deployment that does not answer (e.g. a replica waiting for
+        a GPU), with the resources each replica needs; None outside a Serve replica."""
+        from ray import serve
+        from ray.serve.context import _get_internal_replica_context
+
+        context = _get_internal_replica_context()
+        if context is None:
+            return None
+        application = serve.status().applications.get(context.app_name)
+        state = application.deployments.get(deployment) if application else None
+        if state is None:
+            return None
+        counts = {getattr(key, "value", key): n for key, n in state.replica_states.items()}
+        replicas = counts.get("RUNNING", 0)
+        message = state.message or f"{replicas} replica(s) running"
+        needs = self.replica_needs(deployment)
+        return f"deployment {deployment!r} is {state.status.value}: {message}" + (
+            f" Each replica needs {needs}." if needs else ""
+        )
+
+    def replica_needs(self, deployment: str) -> dict[str, float]:
+        for model in self.config.models:
+            if model.id == deployment:
+                needs = {"CPU": model.num_cpus, "GPU": model.num_gpus, **model.resources}
+                return {name: amount for name, amount in needs.items() if amount}
+        return {}
+
+    async def model_states(self, counters: Mapping[str, ModelCounters]) -> list[dict[str, Any]]:
+        """Each model's state (from its deployment) and this replica's counters."""
+        descriptions = await self.describe_all()
+        states = []
+        for route in self.catalog:
+            counted = counters[route.model_id]
+            p50, p95 = counted.latency_percentiles()
+            description = descriptions.get(route.deployment, {})
+            states.append(
+                {
+                    "id": route.model_id,
+                    "type": route.model_type,
+                    "provider": route.provider,
+                    "state": description.get("status", "unknown"),
+                    "reason": description.get("unavailable_reason"),
+                    "requests": counted.requests,
+                    "errors": counted.errors,
+                    "latency_p50_ms": p50,
+                    "latency_p95_ms": p95,
+                    "average_batch_size": description.get("average_batch_size"),
+                }
+            )
+        return states
+
+    def model_info(self, route: ModelRoute, description: dict[str, Any]) -> dict[str, Any]:
+        metadata: dict[str, Any] = dict(self._metadata.get(route.deployment, {}))
+        if route.model_type == "commercial":
+            metadata = commercial_metadata(route)
+        elif description.get("placement"):
+            metadata["placement"] = description["placement"]
+        if route.adapter is not None:
+            metadata["adapter"] = adapter_metadata(route, description)
+        if description.get("unavailable_reason"):
+            metadata["unavailable_reason"] = description["unavailable_reason"]
+        return {
+            "id": route.model_id,
+            "type": route.model_type,
+            "provider": route.provider,
+            "description": route.description,
+            "status": description.get("status", "unknown"),
+            "limits": {
+                "max_tokens": route.max_tokens_cap,
+                "context_length": metadata.get("context_length", route.context_length),
+                "max_prompt_chars": self.config.ingress.max_prompt_chars,
+                "rpm": route.rpm,
+                "tpm": route.tpm,
+            },
+            "metadata": metadata,
+        }
+
+    async def list_models(self, model_type: str | None = None) -> list[dict[str, Any]]:
+        descriptions = await self.describe_all()
+        return [
+            self.model_info(route, descriptions[route.deployment])
+            for route in self.catalog
+            if model_type is None or route.model_type == model_type
+        ]
+
+    async def get_model(self, model_id: str) -> dict[str, Any]:
+        route = self.catalog.get(model_id)
+        return self.model_info(route, await self.describe(route.deployment, route.handle))
+
+    async def readiness(self) -> tuple[bool, dict[str, str]]:
+        """Ready when every local model deployment answers; providers never block readiness."""
+        local = sorted({r.deployment for r in self.catalog if r.model_type == "fine_tuned"})
+        results = await asyncio.gather(*(self.describe(name) for name in local))
+        not_ready = {
+            name: str(result.get("unavailable_reason"))
+            for name, result in zip(local, results)
+            if result["status"] != "available"
+        }
+        return not not_ready, not_ready
+
+    async def test_providers(self) -> list[dict[str, Any]]:
+        providers = sorted({r.deployment for r in self.catalog if r.model_type == "commercial"})
+        return list(await asyncio.gather(*(self._test_provider(name) for name in providers)))
+
+    async def _test_provider(self, provider: str) -> dict[str, Any]:
+        timeout = self.config.ingress.request_timeout_s
+        try:
+            result: dict[str, Any] = await call_with_deadline(
+                self.handles[provider].check_upstream.remote(), provider, timeout
+            )
+        except GatewayError as error:
+            result = {"provider": provider, "reachable": False, "error": error.message}
+        return result
+
+
+def adapter_metadata(route: ModelRoute, description: dict[str, Any]) -> dict[str, Any]:
+    """Whether the replica that answered the probe has the adapter loaded (Serve sends an
+    adapter's probe to a replica that has it, when one does)."""
+    adapters = description.get("adapters") or {}
+    loaded = route.adapter in adapters.get("loaded", [])
+    return {
+        "base_model": route.deployment,
+        "alias": f"{route.deployment}:{route.adapter}",
+        "loaded": loaded,
+        "loaded_on": description.get("placement") if loaded else None,
+        "model_cache_size": adapters.get("model_cache_size"),
+    }
+
+
+def commercial_metadata(route: ModelRoute) -> dict[str, Any]:
+    price = route.price
+    return {
+        "upstream_model": route.upstream_model,
+        "context_length": route.context_length,
+        "price": {
+            "input_per_million_usd": price.input_per_million_usd,
+            "output_per_million_usd": price.output_per_million_usd,
+            "as_of": price.as_of.isoformat() if price.as_of else None,
+        },
+    }

@@ -1,0 +1,84 @@
+"""Key administration (`/api/v1/admin/keys`, admin key only) and `/api/v1/usage`."""
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import Field
+from starlette.responses import Response
+
+from serve_app.access.auth import RequestContext
+from serve_app.access.key_cache import KeyCache
+from serve_app.contracts.errors import PermissionDeniedError
+from serve_app.core.gateway import Gateway
+from serve_app.http.routes.commercial import epoch, usage_report
+from serve_app.http.routes.native import ERRORS, get_context, get_gateway, json_response
+from serve_app.http.schemas.native import UsageResponse, WireModel
+
+router = APIRouter(prefix="/api/v1", tags=["admin"])
+
+
+class CreateKeyRequest(WireModel):
+    name: str = Field(min_length=1, max_length=200)
+    allowed_models: list[str] = Field(default_factory=list, description="Empty = all models.")
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    budget_usd: float | None = Field(None, ge=0)
+
+
+def admin_keys(gateway: Gateway, ctx: RequestContext) -> KeyCache:
+    ctx.require_admin()
+    if gateway.admission.keys is None:
+        raise PermissionDeniedError("Key management needs auth enabled.", code="auth_disabled")
+    return gateway.admission.keys
+
+
+@router.post("/admin/keys", responses=ERRORS, status_code=201)
+async def create_key(
+    body: CreateKeyRequest,
+    gateway: Gateway = Depends(get_gateway),
+    ctx: RequestContext = Depends(get_context),
+) -> Response:
+    record, plain = await admin_keys(gateway, ctx).create(
+        body.name, body.allowed_models, body.rpm, body.tpm, body.budget_usd
+    )
+    return json_response({**record.public(), "key": plain}, 201)
+
+
+@router.get("/admin/keys", responses=ERRORS)
+async def list_keys(
+    gateway: Gateway = Depends(get_gateway), ctx: RequestContext = Depends(get_context)
+) -> Response:
+    keys = await admin_keys(gateway, ctx).list()
+    return json_response({"keys": [key.public() for key in keys]})
+
+
+@router.post("/admin/keys/{key_id}/disable", responses=ERRORS)
+async def disable_key(
+    key_id: str,
+    gateway: Gateway = Depends(get_gateway),
+    ctx: RequestContext = Depends(get_context),
+) -> Response:
+    return json_response((await admin_keys(gateway, ctx).disable(key_id)).public())
+
+
+@router.post("/admin/keys/{key_id}/enable", responses=ERRORS)
+async def enable_key(
+    key_id: str,
+    gateway: Gateway = Depends(get_gateway),
+    ctx: RequestContext = Depends(get_context),
+) -> Response:
+    return json_response((await admin_keys(gateway, ctx).enable(key_id)).public())
+
+
+@router.get("/usage", response_model=UsageResponse, responses=ERRORS)
+async def usage(
+    since: dt.datetime | None = Query(None, description="ISO-8601 start (inclusive)."),
+    until: dt.datetime | None = Query(None, description="ISO-8601 end (exclusive)."),
+    gateway: Gateway = Depends(get_gateway),
+    ctx: RequestContext = Depends(get_context),
+) -> Response:
+    """A key sees its own usage; the admin (or anyone, with auth off) sees everything."""
+    key_id: Any = ctx.key.id if ctx.key is not None else None
+    rows = await gateway.ledger.summarize(epoch(since), epoch(until), key_id)
+    return json_response(usage_report(rows, since, until))

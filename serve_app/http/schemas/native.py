@@ -1,0 +1,190 @@
+"""Wire schemas of the native API (`/api/v1`). Imports nothing else from the project but
+the Unicode check shared by the wire schemas."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from serve_app.http.schemas.unicode import reject_lone_surrogates
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        return reject_lone_surrogates(data)
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of the native API; the response also carries `X-Request-ID`."""
+
+    error: ErrorBody
+
+
+class GenerateRequest(WireModel):
+    prompt: str = Field(min_length=1, description="Text the model continues.")
+    model_id: str = Field(min_length=1, max_length=256, description="A model from /models.")
+    max_tokens: int | None = Field(
+        None, ge=1, description="Tokens to generate; 1..the model's cap (its default if unset)."
+    )
+    temperature: float | None = Field(None, ge=0, le=2, description="0 = greedy.")
+    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
+    stop: str | list[str] | None = Field(
+        None, description="Up to 4 non-empty strings; generation ends before the first one."
+    )
+    stream: bool = Field(False, description="Server-sent events: text deltas, then the result.")
+
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    def generation_fields(self) -> dict[str, Any]:
+        """What the gateway's `prepare` takes (the model id apart)."""
+        return {
+            "prompt": self.prompt,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": self.stop_list(),
+        }
+
+
+class GenerateMetrics(BaseModel):
+    latency_ms: float
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+class GenerateMetadata(BaseModel):
+    model_type: Literal["fine_tuned", "commercial"]
+    provider: str
+    cost_usd: float
+    finish_reason: str
+    request_id: str
+    requested_model: str = Field(description="The model asked for (`model_id` answered).")
+    fallback_used: bool = Field(description="True when a fallback model answered.")
+
+
+class GenerateResponse(BaseModel):
+    text: str
+    model_id: str
+    metrics: GenerateMetrics
+    metadata: GenerateMetadata
+    timestamp: str = Field(description="ISO-8601 UTC time the response was made.")
+
+
+class BatchGenerateRequest(WireModel):
+    requests: list[GenerateRequest] = Field(min_length=1, description="Items, capped in config.")
+
+
+class BatchGenerateResponse(BaseModel):
+    results: list[GenerateResponse | ErrorResponse] = Field(
+        description="One entry per request, in input order; a failed item holds its error."
+    )
+
+
+class ModelLimits(BaseModel):
+    max_tokens: int
+    context_length: int | None = None
+    max_prompt_chars: int
+    rpm: int | None = None
+    tpm: int | None = None
+
+
+class ModelInfo(BaseModel):
+    id: str
+    type: Literal["fine_tuned", "commercial"]
+    provider: str
+    description: str
+    status: str
+    limits: ModelLimits
+    metadata: dict[str, Any]
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    not_ready: dict[str, str] = Field(description="Model id -> why it is not ready.")
+
+
+class ModelStatus(BaseModel):
+    id: str
+    type: str
+    provider: str
+    state: str
+    reason: str | None = None
+    requests: int
+    errors: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    average_batch_size: float | None
+
+
+class LedgerHealth(BaseModel):
+    backend: str
+    degraded: bool
+    pending_records: int
+    dropped_records: int
+    last_error: str | None
+
+
+class StatusResponse(BaseModel):
+    version: str
+    uptime_s: float
+    models: list[ModelStatus]
+    ledger: LedgerHealth
+
+
+class CommercialModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class ProviderCheck(BaseModel):
+    provider: str
+    key_configured: bool = False
+    reachable: bool
+    key_accepted: bool = False
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class ProviderCheckList(BaseModel):
+    providers: list[ProviderCheck]
+
+
+class UsageTotals(BaseModel):
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+class ModelUsage(UsageTotals):
+    provider: str
+    model_id: str
+
+
+class UsageResponse(BaseModel):
+    since: str | None
+    until: str | None
+    providers: dict[str, UsageTotals]
+    models: list[ModelUsage]

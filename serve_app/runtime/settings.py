@@ -1,0 +1,58 @@
+"""Settings from the environment, applied over the YAML args before validation, and the
+start-up refusals of the production environment.
+
+Read when the app is built (never at import): `APP_ENV`, `CORS_ORIGINS` (comma-separated),
+`LEDGER_URL`, `RATE_LIMIT_URL` (switches rate limits to Redis), `LOG_LEVEL`,
+`MODEL_CACHE_SIZE` (LoRA adapters loaded per replica, for models whose YAML sets none).
+Provider keys (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`) and the admin key (`GATEWAY_ADMIN_KEY`)
+are read by the replicas themselves; `PORT` by `serve_app/runtime/launch.py`.
+"""
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from serve_app.contracts.config import GatewayConfig
+
+
+def _set(args: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = args
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = value
+
+
+def apply_environment(args: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of `args` with the environment's settings written over it."""
+    merged = copy.deepcopy(args or {})
+    if environ.get("APP_ENV"):
+        _set(merged, ("environment",), environ["APP_ENV"].strip().lower())
+    if environ.get("CORS_ORIGINS") is not None and "CORS_ORIGINS" in environ:
+        origins = [o.strip() for o in environ["CORS_ORIGINS"].split(",") if o.strip()]
+        _set(merged, ("security", "cors_origins"), origins)
+    if environ.get("LEDGER_URL"):
+        _set(merged, ("ledger", "url"), environ["LEDGER_URL"])
+    if environ.get("RATE_LIMIT_URL"):
+        _set(merged, ("rate_limits", "backend"), "redis")
+        _set(merged, ("rate_limits", "redis_url"), environ["RATE_LIMIT_URL"])
+    if environ.get("LOG_LEVEL"):
+        _set(merged, ("logging", "level"), environ["LOG_LEVEL"].upper())
+    if environ.get("MODEL_CACHE_SIZE"):
+        for model in merged.get("models") or []:
+            if isinstance(model, dict):
+                model.setdefault("model_cache_size", environ["MODEL_CACHE_SIZE"].strip())
+    return merged
+
+
+def production_problems(config: GatewayConfig, environ: Mapping[str, str]) -> list[str]:
+    """Why a production gateway must not start, each naming the setting to fix."""
+    if config.environment != "production":
+        return []
+    problems = []
+    if not config.auth.enabled:
+        problems.append("auth.enabled is false: production requires API keys")
+    if "*" in config.security.cors_origins:
+        problems.append("CORS_ORIGINS / security.cors_origins contains '*': list the origins")
+    if not environ.get(config.auth.admin_key_env):
+        problems.append(f"{config.auth.admin_key_env} is not set: production needs an admin key")
+    return problems

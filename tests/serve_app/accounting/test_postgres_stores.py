@@ -1,0 +1,326 @@
+"""The PostgreSQL usage ledger and key store, against a real throwaway PostgreSQL server."""
+
+import contextlib
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("psycopg")
+
+import psycopg
+
+from serve_app.access.key_store import PostgresKeyStore, hash_key, open_key_store
+from serve_app.accounting.ledger import Ledger, UsageRecord, as_row
+from serve_app.accounting.usage_store import PostgresStore, open_store
+from serve_app.contracts.config import LedgerConfig
+from serve_app.contracts.errors import NotFoundError
+from tests.fakes.postgres_server import PostgresServer, postgres_server
+
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    with postgres_server(tmp_path_factory.mktemp("postgres")) as running:
+        yield running
+
+
+def create_database(server_url: str) -> str:
+    """A fresh empty database on the server; its URL."""
+    name = f"test_{next(_databases)}"
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def db_url(server: PostgresServer) -> str:
+    return create_database(server.url)
+
+
+def record(
+    ts: float,
+    key_id: str = "key-a",
+    provider: str = "openai",
+    model_id: str = "gpt",
+    tokens: tuple[int, int] = (10, 5),
+    cost: float = 0.25,
+    outcome: str = "ok",
+) -> UsageRecord:
+    return UsageRecord(
+        ts=ts,
+        request_id=f"req-{ts}-{key_id}",
+        key_id=key_id,
+        model_id=model_id,
+        provider=provider,
+        served_model=f"{model_id}-served",
+        input_tokens=tokens[0],
+        output_tokens=tokens[1],
+        cost_usd=cost,
+        latency_ms=12.5,
+        outcome=outcome,
+        status=200 if outcome == "ok" else 502,
+    )
+
+
+RECORDS = [
+    record(100.0),
+    record(101.0, key_id="key-b", cost=0.5, tokens=(20, 10)),
+    record(102.0, outcome="upstream_error", tokens=(0, 0), cost=0.0),
+    record(103.0, provider="anthropic", model_id="claude", cost=1.0, tokens=(7, 3)),
+    record(200.0, cost=2.0),  # outside the [100, 200) window
+]
+
+
+# --- the usage ledger --------------------------------------------------------------------------
+
+
+def test_open_store_postgres_url_is_postgres_store(db_url: str) -> None:
+    assert isinstance(open_store(db_url), PostgresStore)
+    assert isinstance(open_store(db_url.replace("postgresql://", "postgres://")), PostgresStore)
+
+
+def test_ledger_store_writes_and_summarizes(db_url: str) -> None:
+    store = open_store(db_url)
+    try:
+        assert store.backend == "postgresql"
+        assert store.summarize(None, None) == []
+        store.write([as_row(r) for r in RECORDS])
+
+        summary = store.summarize(100.0, 200.0)
+        assert summary == [
+            {
+                "provider": "anthropic",
+                "model_id": "claude",
+                "requests": 1,
+                "errors": 0,
+                "input_tokens": 7,
+                "output_tokens": 3,
+                "cost_usd": 1.0,
+            },
+            {
+                "provider": "openai",
+                "model_id": "gpt",
+                "requests": 3,
+                "errors": 1,
+                "input_tokens": 30,
+                "output_tokens": 15,
+                "cost_usd": 0.75,
+            },
+        ]
+        for row in summary:
+            assert all(type(row[k]) is int for k in ("requests", "errors", "input_tokens"))
+            assert type(row["cost_usd"]) is float
+
+        by_key = store.summarize(100.0, 200.0, key_id="key-b")
+        assert by_key == [
+            {
+                "provider": "openai",
+                "model_id": "gpt",
+                "requests": 1,
+                "errors": 0,
+                "input_tokens": 20,
+                "output_tokens": 10,
+                "cost_usd": 0.5,
+            }
+        ]
+        assert store.summarize(None, None, key_id="nobody") == []
+
+        # no bounds: everything; since inclusive, until exclusive
+        everything = {r["model_id"]: r["requests"] for r in store.summarize(None, None)}
+        assert everything == {"claude": 1, "gpt": 4}
+        assert [r["requests"] for r in store.summarize(200.0, None)] == [1]
+        assert store.summarize(None, 100.0) == []
+        assert [r["requests"] for r in store.summarize(None, 100.5)] == [1]
+    finally:
+        store.close()
+
+
+def test_ledger_store_data_survives_a_new_connection(db_url: str) -> None:
+    first = open_store(db_url)
+    first.write([as_row(RECORDS[0])])
+    first.close()
+    second = open_store(db_url)
+    try:
+        assert [r["requests"] for r in second.summarize(None, None)] == [1]
+        with psycopg.connect(db_url) as connection:
+            row = connection.execute("SELECT * FROM usage").fetchone()
+        assert row == as_row(RECORDS[0])
+    finally:
+        second.close()
+
+
+async def test_ledger_flushes_to_postgres(db_url: str) -> None:
+    ledger = Ledger(LedgerConfig(url=db_url, flush_interval_s=60))
+    try:
+        assert ledger.health()["backend"] == "postgresql"
+        for r in RECORDS:
+            ledger.record(r)
+        assert ledger.pending == len(RECORDS)
+        assert await ledger.flush() is True
+        assert ledger.pending == 0 and not ledger.degraded
+        summary = await ledger.summarize(None, None, key_id="key-a")
+        assert {r["model_id"]: r["requests"] for r in summary} == {"claude": 1, "gpt": 3}
+        ledger.record(record(300.0, key_id="key-c"))
+    finally:
+        await ledger.close()  # flushes the last record
+    store = open_store(db_url)
+    try:
+        assert [r["requests"] for r in store.summarize(300.0, None, key_id="key-c")] == [1]
+    finally:
+        store.close()
+
+
+# --- the key store -----------------------------------------------------------------------------
+
+
+def test_key_store_round_trip(db_url: str) -> None:
+    store = open_key_store(db_url)
+    assert isinstance(store, PostgresKeyStore)
+    try:
+        assert store.backend == "postgresql"
+        assert store.list() == []
+        first, first_plain = store.create(
+            "first", ["gpt", "claude"], rpm=60, tpm=1000, budget_usd=5
+        )
+        second, second_plain = store.create("second")
+
+        assert [k.id for k in store.list()] == [first.id, second.id]
+        assert store.get(first.id) == first
+        assert first.allowed_models == ("gpt", "claude")
+        assert (first.rpm, first.tpm, first.budget_usd, first.enabled) == (60, 1000, 5.0, True)
+        assert store.get(second.id) == second
+        assert second.allowed_models == () and second.rpm is None and second.budget_usd is None
+        assert store.get("missing") is None
+
+        assert store.find_by_hash(hash_key(first_plain)) == first
+        assert store.find_by_hash(hash_key(second_plain)) == second
+        assert store.find_by_hash(hash_key("gw-not-a-key")) is None
+
+        disabled = store.set_enabled(first.id, False)
+        assert disabled.enabled is False and disabled.id == first.id
+        assert store.get(first.id) == disabled
+        assert store.set_enabled(first.id, True).enabled is True
+        with pytest.raises(NotFoundError):
+            store.set_enabled("missing", False)
+        assert store.get(first.id) is not None  # the failed update changed nothing
+    finally:
+        store.close()
+
+    # the plain key is never stored, only its hash and display prefix
+    with psycopg.connect(db_url) as connection:
+        rows = connection.execute("SELECT * FROM api_keys").fetchall()
+    dump = repr(rows)
+    assert len(rows) == 2
+    assert first_plain not in dump and second_plain not in dump
+    assert first_plain.removeprefix("gw-") not in dump
+    assert hash_key(first_plain) in dump and f"'{first.prefix}'" in dump
+    assert first_plain.removeprefix("gw-").startswith(first.prefix)
+
+    reopened = open_key_store(db_url)
+    try:
+        assert [k.name for k in reopened.list()] == ["first", "second"]
+    finally:
+        reopened.close()
+
+
+def test_spend_by_key_without_usage_table(db_url: str) -> None:
+    store = open_key_store(db_url)
+    try:
+        store.create("lonely")
+        assert store.spend_by_key() == {}
+    finally:
+        store.close()
+
+
+def test_spend_by_key_reads_the_ledger_table(db_url: str) -> None:
+    ledger = open_store(db_url)
+    keys = open_key_store(db_url)
+    try:
+        ledger.write([as_row(r) for r in RECORDS])
+        assert keys.spend_by_key() == pytest.approx({"key-a": 3.25, "key-b": 0.5})
+        ledger.write([as_row(record(400.0, key_id="key-b", cost=0.125))])
+        assert keys.spend_by_key() == pytest.approx({"key-a": 3.25, "key-b": 0.625})
+    finally:
+        ledger.close()
+        keys.close()
+
+
+# --- outages -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def outage_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A server of its own that the tests stop and start (each leaves it running)."""
+    with postgres_server(tmp_path_factory.mktemp("postgres-outage")) as running:
+        yield running
+
+
+@pytest.fixture
+def pg(outage_server: PostgresServer) -> Iterator[PostgresServer]:
+    """The outage server, running again after each test even when the test failed."""
+    if not outage_server.running:
+        outage_server.start()
+    yield outage_server
+    if not outage_server.running:
+        outage_server.start()
+
+
+def test_stores_recover_after_postgres_restart(pg: PostgresServer) -> None:
+    url = create_database(pg.url)
+    ledger = open_store(url)
+    keys = open_key_store(url)
+    try:
+        ledger.write([as_row(RECORDS[0])])
+        key, _ = keys.create("before")
+
+        pg.stop()
+        with pytest.raises(psycopg.Error):
+            ledger.write([as_row(RECORDS[1])])
+        with pytest.raises(psycopg.Error):
+            ledger.write([as_row(RECORDS[1])])  # reconnecting fails too
+        with pytest.raises(psycopg.Error):
+            ledger.summarize(None, None)
+        with pytest.raises(psycopg.Error):
+            keys.get(key.id)
+        with pytest.raises(psycopg.Error):
+            keys.create("during")
+
+        pg.start()
+        ledger.write([as_row(RECORDS[1])])
+        assert [r["requests"] for r in ledger.summarize(None, None)] == [2]
+        assert keys.get(key.id) == key
+        keys.create("after")
+        assert [k.name for k in keys.list()] == ["before", "after"]
+        assert keys.spend_by_key() == pytest.approx({"key-a": 0.25, "key-b": 0.5})
+
+        # a restart between two calls: the stale connection fails one call at most
+        pg.stop()
+        pg.start()
+        for call in (lambda: ledger.summarize(None, None), keys.list):
+            with contextlib.suppress(psycopg.OperationalError):
+                call()
+            assert call()
+    finally:
+        ledger.close()
+        keys.close()
+
+
+async def test_ledger_buffers_while_postgres_is_down(pg: PostgresServer) -> None:
+    url = create_database(pg.url)
+    ledger = Ledger(LedgerConfig(url=url, flush_interval_s=60))
+    try:
+        ledger.record(RECORDS[0])
+        assert await ledger.flush() is True
+        pg.stop()
+        ledger.record(RECORDS[1])
+        assert await ledger.flush() is False
+        assert ledger.degraded and ledger.pending == 1
+        pg.start()
+        assert await ledger.flush() is True
+        assert not ledger.degraded and ledger.pending == 0
+        summary = await ledger.summarize(None, None)
+        assert [r["requests"] for r in summary] == [2]
+    finally:
+        await ledger.close()
