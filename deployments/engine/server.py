@@ -330,7 +330,7 @@ class LocalModelServer:
                 self._adapter_names(items, indexes),
             )
             for (index, _), row in zip(runnable, rows):
-                results[index] = self._to_output(items[index], row, len(runnable))
+                results[index] = self._to_output(items[index], row)
         return results
 
     def _adapter_names(self, items: list[_BatchItem], indexes: list[int]) -> list[str] | None:
@@ -349,14 +349,13 @@ class LocalModelServer:
             )
         return None
 
-    def _to_output(self, item: _BatchItem, row: RowState, batch_size: int) -> GenerationOutput:
+    def _to_output(self, item: _BatchItem, row: RowState) -> GenerationOutput:
         return GenerationOutput(
             text=row.text,
             input_tokens=row.input_tokens,
             output_tokens=len(row.token_ids),
             finish_reason=row.finish_reason or "length",
             served_model=self._served_name(item),
-            batch_size=batch_size,
         )
 
     def _served_name(self, item: _BatchItem) -> str:

@@ -5,12 +5,108 @@ model or provider deployment, which trusts them (no second validation across the
 """
 
 from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image in a user turn: a URL the provider fetches (the gateway never does), or
+    inline bytes as base64 (`data`, without a `data:` prefix) with their `media_type`."""
+
+    url: str | None = None
+    media_type: str | None = None
+    data: str | None = None
+    detail: str | None = None  # OpenAI's "auto" | "low" | "high"
+
+
+@dataclass(frozen=True, slots=True)
+class ContentPart:
+    """One part of a multi-part message, in order; set only when a message has an image."""
+
+    type: Literal["text", "image"]
+    text: str = ""
+    image: ImagePart | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the assistant made: `arguments` is the JSON text of the arguments object.
+    `id` is kept as given (`call_…` from OpenAI, `toolu_…` from Anthropic, ours for local)."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
+    """One turn. `role` is system, user, assistant or tool (a tool result)."""
+
     role: str
-    content: str
+    content: str  # the text of the turn (text parts joined)
+    parts: tuple[ContentPart, ...] = ()  # text and images in order, when there are images
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn's calls
+    tool_call_id: str | None = None  # a tool result: the call it answers
+    is_error: bool = False  # a tool result that reports a failure (Anthropic's is_error)
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function the model may call; `parameters` is its JSON Schema (an object schema)."""
+
+    name: str
+    parameters: dict[str, Any]
+    description: str | None = None
+    strict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """`auto`, `none`, `required` (any tool) or `tool` (the one named); `parallel` False
+    asks for at most one call."""
+
+    mode: Literal["auto", "none", "required", "tool"] = "auto"
+    name: str | None = None
+    parallel: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFormat:
+    """Structured output: any JSON object, or JSON valid against `schema`."""
+
+    type: Literal["json_object", "json_schema"]
+    schema: dict[str, Any] | None = None
+    name: str | None = None
+    strict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TopLogprob:
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token's log probability and its most likely alternatives."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] | None = None
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call, as OpenAI streams them: the first piece of call
+    `index` has its id and name, later pieces only more `arguments` text."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,18 +123,49 @@ class GenerationParams:
     messages: tuple[ChatMessage, ...] = field(default=())
     adapter: str | None = None  # LoRA fine-tune to apply over the deployment's base model
     deadline: float | None = None  # wall-clock time (time.time()) after which to give up
+    # Sampling beyond temperature/top_p (None / empty: the model's own behaviour).
+    n: int = 1
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias -100..100)
+    top_k: int | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+    # Passed on to providers that take them.
+    user: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    service_tier: str | None = None
+    # Tools and structured output.
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice | None = None
+    output_format: OutputFormat | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One more answer to the same request (`n` > 1); the first is the output itself."""
+
+    index: int
+    text: str
+    finish_reason: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class GenerationOutput:
-    """The result of one generation, whatever served it."""
+    """The result of one generation, whatever served it. `input_tokens`/`output_tokens`
+    cover every choice (as the providers bill them)."""
 
     text: str
     input_tokens: int
     output_tokens: int
-    finish_reason: str  # "stop" | "length"
+    finish_reason: str  # "stop" | "length" | "tool_calls" | "content_filter" | "cancelled"
     served_model: str = ""
-    batch_size: int = 1
+    tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    more_choices: tuple[Choice, ...] = ()  # choices 1..n-1
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +178,6 @@ class StreamChunk:
     input_tokens: int = 0
     output_tokens: int = 0
     served_model: str = ""
+    index: int = 0  # the choice this piece belongs to (`n` > 1)
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] | None = None
