@@ -90,6 +90,11 @@ def ray_cluster() -> Iterator[dict[str, Any]]:
     os.environ["GATEWAY_ADMIN_KEY"] = ADMIN_KEY
     metrics_port = free_port()
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    # Cluster() records its address under Ray's default temp folder whatever `temp_dir`
+    # says, and fails on a fresh machine where that folder does not exist yet.
+    from ray._private.utils import get_ray_address_file
+
+    Path(get_ray_address_file(None)).parent.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
