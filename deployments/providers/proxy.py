@@ -24,10 +24,14 @@ from serve_app.contracts.errors import (
     UpstreamTimeoutError,
 )
 from serve_app.contracts.limits import LimitSpec
-from serve_app.contracts.wire import GenerationOutput, GenerationParams, StreamChunk
+from serve_app.contracts.wire import (
+    GenerationOutput,
+    GenerationParams,
+    StreamChunk,
+    estimate_tokens,
+)
 
 logger = logging.getLogger("ray.serve")
-CHARS_PER_TOKEN_ESTIMATE = 4
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 8.0
 MIN_ATTEMPT_TIMEOUT_S = 0.05
@@ -110,8 +114,7 @@ class ProviderProxy:
         self, model: CommercialModelConfig, params: GenerationParams
     ) -> None:
         """Wait up to `rate_limit_wait_s` for a slot, then give up with 429 + Retry-After."""
-        prompt_chars = len(params.prompt) + sum(len(m.content) for m in params.messages)
-        tokens = prompt_chars // CHARS_PER_TOKEN_ESTIMATE + params.max_tokens
+        tokens = estimate_tokens(params.prompt_chars()) + params.max_tokens
         deadline = time.monotonic() + self.config.rate_limit_wait_s
         specs = self._limit_specs(model)
         while True:

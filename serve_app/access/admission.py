@@ -22,9 +22,8 @@ from serve_app.access.key_cache import KeyCache
 from serve_app.contracts.config import GatewayConfig
 from serve_app.contracts.errors import InvalidRequestError, RateLimitError
 from serve_app.contracts.limits import LimitSpec
-from serve_app.contracts.wire import GenerationParams
+from serve_app.contracts.wire import GenerationParams, estimate_tokens
 
-CHARS_PER_TOKEN_ESTIMATE = 4
 TIMEOUT_HEADER = "x-request-timeout"
 
 
@@ -40,9 +39,6 @@ class HandleLimiter:
 
     async def acquire(self, specs: Any, tokens: int = 0) -> Any:
         return await self.handle.acquire.remote(specs, tokens)
-
-    async def close(self) -> None:
-        return None
 
 
 def rate_limit_headers(decision: Any, specs: list[Any]) -> list[tuple[bytes, bytes]]:
@@ -127,8 +123,7 @@ class Admission:
         specs = self._limit_specs(ctx)
         if not specs or self.limiter is None:
             return
-        prompt_chars = len(params.prompt) + sum(len(m.content) for m in params.messages)
-        tokens = prompt_chars // CHARS_PER_TOKEN_ESTIMATE + params.max_tokens
+        tokens = estimate_tokens(params.prompt_chars()) + params.max_tokens
         decision = await self.limiter.acquire(specs, tokens)
         ctx.rate_limit_headers.extend(rate_limit_headers(decision, specs))
         if not decision.allowed:

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass
 from typing import Any
 
 from serve_app.accounting.usage_store import UsageStore, open_store
@@ -32,9 +32,6 @@ class UsageRecord:
     latency_ms: float
     outcome: str  # "ok" or the error type
     status: int
-
-
-USAGE_COLUMNS = tuple(f.name for f in fields(UsageRecord))
 
 
 def as_row(record: UsageRecord) -> tuple[Any, ...]:

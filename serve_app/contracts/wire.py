@@ -4,8 +4,22 @@ The ingress validates the wire request with pydantic and hands these plain objec
 model or provider deployment, which trusts them (no second validation across the handle).
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+# The one rough rule behind every token estimate made before a tokenizer has counted
+# (rate-limit charges, spend of an abandoned stream, a provider's pre-call tpm check).
+CHARS_PER_TOKEN_ESTIMATE = 4
+
+
+def estimate_tokens(chars: int) -> int:
+    return chars // CHARS_PER_TOKEN_ESTIMATE
+
+
+def prompt_chars(prompt: str, messages: Iterable["ChatMessage"]) -> int:
+    """Characters of a prompt and of its chat messages' text: what the limits count."""
+    return len(prompt) + sum(len(message.content) for message in messages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +154,9 @@ class GenerationParams:
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: ToolChoice | None = None
     output_format: OutputFormat | None = None
+
+    def prompt_chars(self) -> int:
+        return prompt_chars(self.prompt, self.messages)
 
 
 @dataclass(frozen=True, slots=True)

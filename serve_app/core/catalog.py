@@ -45,6 +45,18 @@ class ModelRoute:
             return min(self.defaults.max_tokens, self.max_tokens_cap)
         return self.default_max_tokens or self.max_tokens_cap
 
+    def resolve_sampling(
+        self, temperature: float | None, top_p: float | None
+    ) -> tuple[float | None, float | None]:
+        """The request's temperature and top_p, else this model's defaults (else None: the
+        deployment's own)."""
+        defaults = self.defaults
+        if temperature is None and defaults is not None:
+            temperature = defaults.temperature
+        if top_p is None and defaults is not None:
+            top_p = defaults.top_p
+        return temperature, top_p
+
 
 def local_route(model: LocalModelConfig, handle: Any) -> ModelRoute:
     return ModelRoute(

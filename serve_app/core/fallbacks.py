@@ -51,16 +51,14 @@ def candidates(
 
 def params_for(route: ModelRoute, params: GenerationParams) -> GenerationParams:
     """The same request for another model: its id and adapter, its caps and defaults."""
-    defaults = route.defaults
+    temperature, top_p = route.resolve_sampling(params.temperature, params.top_p)
     return dataclasses.replace(
         params,
         model_id=route.model_id,
         adapter=route.adapter,
         max_tokens=min(params.max_tokens, route.max_tokens_cap),
-        temperature=params.temperature
-        if params.temperature is not None
-        else (defaults.temperature if defaults else None),
-        top_p=params.top_p if params.top_p is not None else (defaults.top_p if defaults else None),
+        temperature=temperature,
+        top_p=top_p,
     )
 
 

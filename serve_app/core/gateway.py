@@ -26,6 +26,7 @@ from serve_app.contracts.wire import (
     GenerationOutput,
     GenerationParams,
     StreamChunk,
+    prompt_chars,
 )
 from serve_app.core.breakers import CircuitBreakers
 from serve_app.core.catalog import ModelCatalog, ModelRoute
@@ -72,7 +73,7 @@ class Gateway:
     ) -> tuple[ModelRoute, GenerationParams]:
         """Check a validated request against the model's limits and fill in its defaults."""
         route = self.catalog.get(model_id)
-        self.check_prompt_length(len(prompt) + sum(len(m.content) for m in messages))
+        self.check_prompt_length(prompt_chars(prompt, messages))
         resolved_max = route.resolve_max_tokens(max_tokens)
         if resolved_max > route.max_tokens_cap:
             raise InvalidRequestError(
@@ -80,14 +81,14 @@ class Gateway:
                 f"{route.model_id!r}; got {resolved_max}.",
                 param="max_tokens",
             )
-        defaults = route.defaults
+        temperature, top_p = route.resolve_sampling(temperature, top_p)
         params = GenerationParams(
             request_id=request_id,
             model_id=route.model_id,
             prompt=prompt,
             max_tokens=resolved_max,
-            temperature=_first_set(temperature, defaults.temperature if defaults else None),
-            top_p=_first_set(top_p, defaults.top_p if defaults else None),
+            temperature=temperature,
+            top_p=top_p,
             stop=self.check_stop(stop or []),
             messages=messages,
             adapter=route.adapter,
@@ -367,6 +368,3 @@ def _status(output: GenerationOutput | None, error: GatewayError | None) -> int:
         return error.status_code
     return CLIENT_CLOSED_STATUS if output and output.finish_reason == "cancelled" else 200
 
-
-def _first_set(value: float | None, default: float | None) -> float | None:
-    return default if value is None else value

@@ -15,11 +15,15 @@ from typing import Any
 
 from serve_app.access.auth import RequestContext
 from serve_app.contracts.errors import GatewayError, UpstreamTimeoutError
-from serve_app.contracts.wire import GenerationOutput, GenerationParams, StreamChunk
+from serve_app.contracts.wire import (
+    GenerationOutput,
+    GenerationParams,
+    StreamChunk,
+    estimate_tokens,
+)
 from serve_app.core.catalog import ModelRoute
 from serve_app.core.handle_calls import map_handle_error
 
-CHARS_PER_TOKEN = 4
 AccountFn = Callable[
     [ModelRoute, str, RequestContext, float, GenerationOutput | None, GatewayError | None],
     tuple[float, float],
@@ -53,10 +57,9 @@ class StreamResult:
         text = "".join(self.text)
         if not self.output_tokens and text:
             chunks = sum(1 for piece in self.text if piece)
-            self.output_tokens = max(chunks, len(text) // CHARS_PER_TOKEN)
+            self.output_tokens = max(chunks, estimate_tokens(len(text)))
         if not self.input_tokens:
-            chars = len(params.prompt) + sum(len(m.content) for m in params.messages)
-            self.input_tokens = max(1, chars // CHARS_PER_TOKEN)
+            self.input_tokens = max(1, estimate_tokens(params.prompt_chars()))
 
     def output(self) -> GenerationOutput:
         return GenerationOutput(

@@ -6,7 +6,6 @@ calls yield `StreamChunk`s, probes describe the model and check the "upstream". 
 keys live in a throwaway SQLite store and the admin key comes from a fake environment.
 """
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -23,10 +22,11 @@ from serve_app.access.key_cache import KeyCache
 from serve_app.access.key_store import open_key_store
 from serve_app.contracts.config import GatewayConfig
 from serve_app.contracts.errors import UpstreamError
-from serve_app.contracts.wire import GenerationOutput, GenerationParams, StreamChunk
+from serve_app.contracts.wire import GenerationOutput, GenerationParams
 from serve_app.core.gateway import Gateway
 from serve_app.http.app import create_app
 from serve_app.http.schemas.anthropic import AnthropicErrorType
+from tests.fakes.handles import Script, ScriptedHandle
 
 ADMIN_KEY = "admin-fuzz-key-0123456789abcdef"
 MAX_BODY_BYTES = 4096
@@ -49,89 +49,22 @@ def _text_of(params: GenerationParams) -> str:
     return source[:40].upper() or "OK"
 
 
-class _Method:
-    """`handle.<method>.remote(...)`: an awaitable with `cancel()`, like a DeploymentResponse."""
-
-    def __init__(self, function: Any) -> None:
-        self.function = function
-
-    def remote(self, *args: Any) -> "_Call":
-        return _Call(self.function, args)
-
-
-class _Call:
-    def __init__(self, function: Any, args: tuple[Any, ...]) -> None:
-        self.function = function
-        self.args = args
-
-    def __await__(self) -> Any:
-        return self._run().__await__()
-
-    async def _run(self) -> Any:
-        result = self.function(*self.args)
-        if isinstance(result, BaseException):
-            raise result
-        return result
-
-    def cancel(self) -> None:
-        return None
+def _answer(params: GenerationParams) -> GenerationOutput | BaseException:
+    """The prompt's first 40 characters upper-cased, one chunk per word when streamed; a
+    prompt holding "explode" fails like a dead replica."""
+    text = _text_of(params)
+    if "EXPLODE" in text:
+        return UpstreamError("replica died", code="replica_failed")
+    return GenerationOutput(text, 3, len(text.split()), "stop", "fake")
 
 
-class _Stream:
-    """A streaming `DeploymentResponseGenerator`: async-iterable, cancellable."""
-
-    def __init__(self, params: GenerationParams) -> None:
-        self._chunks = self._produce(params)
-
-    @staticmethod
-    async def _produce(params: GenerationParams) -> AsyncIterator[StreamChunk]:
-        text = _text_of(params)
-        if "EXPLODE" in text:
-            raise UpstreamError("replica died", code="replica_failed")
-        words = text.split(" ")
-        pause_s = SLOW_WORD_S if "SLOW" in text else 0.0
-        for index, word in enumerate(words):
-            await asyncio.sleep(pause_s)
-            last = index == len(words) - 1
-            piece = word if index == 0 else " " + word
-            yield StreamChunk(piece, "stop" if last else None, 3, index + 1, "fake")
-
-    def __aiter__(self) -> "_Stream":
-        return self
-
-    async def __anext__(self) -> StreamChunk:
-        return await self._chunks.__anext__()
-
-    def cancel(self) -> None:
-        return None
+def _word_delay_s(params: GenerationParams) -> float:
+    return SLOW_WORD_S if "SLOW" in _text_of(params) else 0.0
 
 
-class _StreamMethod:
-    def remote(self, params: GenerationParams) -> _Stream:
-        return _Stream(params)
-
-
-class FakeModelHandle:
+def fake_model_handle(name: str) -> ScriptedHandle:
     """Every method the ingress calls on a model or provider deployment handle."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.generate = _Method(self._generate)
-        self.describe = _Method(lambda: {"metadata": {"context_length": 512}})
-        self.check_upstream = _Method(
-            lambda: {"provider": name, "key_configured": True, "reachable": True}
-        )
-        self.generate_stream = _StreamMethod()
-
-    @staticmethod
-    def _generate(params: GenerationParams) -> GenerationOutput | BaseException:
-        text = _text_of(params)
-        if "EXPLODE" in text:
-            return UpstreamError("replica died", code="replica_failed")
-        return GenerationOutput(text, 3, len(text.split()), "stop", "fake")
-
-    def options(self, **_: Any) -> "FakeModelHandle":
-        return self
+    return ScriptedHandle(script=Script(_answer, word_delay_s=_word_delay_s), name=name)
 
 
 def gateway_config(db_url: str, auth: bool, max_body_bytes: int = MAX_BODY_BYTES) -> GatewayConfig:
@@ -184,7 +117,7 @@ def build_gateway_app(
     `app_options` go to `create_app`. The app's lifespan shutdown closes the gateway."""
     db_url = f"sqlite:///{tmp_dir}/gateway.db"
     config = gateway_config(db_url, auth, max_body_bytes)
-    handles = {MODEL_ID: FakeModelHandle(MODEL_ID), "openai": FakeModelHandle("openai")}
+    handles = {MODEL_ID: fake_model_handle(MODEL_ID), "openai": fake_model_handle("openai")}
     keys, user_key = None, None
     if auth:
         store = open_key_store(db_url)
