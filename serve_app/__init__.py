@@ -1,3 +1,3 @@
-"""llm-gateway: the FastAPI ingress of the Ray Serve deployment graph."""
+"""llm-gateway: one HTTP front door to local and commercial LLMs, as a Ray Serve graph."""
 
 __version__ = "0.1.0"

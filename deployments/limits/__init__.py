@@ -1,0 +1,2 @@
+"""The shared rate limiter: exact sliding windows in one Ray deployment, or in Redis.
+"""
