@@ -200,6 +200,13 @@ class ProviderConfig(ReplicaConfig):
     api_key_env: str = Field(
         min_length=1, description="Environment variable the replicas read the API key from."
     )
+    required: bool = Field(
+        False,
+        description=(
+            "Refuse to start (`make run`) when the key variable is not set, instead of "
+            "listing the provider as unavailable."
+        ),
+    )
     timeout_s: float = Field(60.0, gt=0, description="SDK timeout per upstream attempt.")
     max_retries: int = Field(
         2, ge=0, le=10, description="SDK retries on 429/5xx/timeouts (honours retry-after)."
