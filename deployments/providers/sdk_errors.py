@@ -20,7 +20,7 @@ from serve_app.contracts.errors import (
 SDKS = ("openai", "anthropic")
 
 
-def sdk_errors(name: str) -> tuple[type[BaseException], ...]:
+def sdk_errors(name: str) -> tuple[type[Any], ...]:
     """The SDKs' exception class `name`, from the SDKs this process has imported: a replica
     loads only its own provider's SDK, and an exception can only come from a loaded one."""
     loaded = (sys.modules.get(sdk) for sdk in SDKS)
