@@ -15,6 +15,7 @@ from typing import Any
 
 from deployments.providers.sdk_errors import is_retryable, map_sdk_error, retry_after_seconds
 from deployments.providers.translations import ADAPTERS, make_client
+from deployments.streaming import coalesced
 from serve_app.contracts.config import CommercialModelConfig, ProviderConfig
 from serve_app.contracts.errors import (
     GatewayError,
@@ -78,8 +79,10 @@ class ProviderProxy:
         kwargs = self.adapter.build_kwargs(params, model)
         kwargs.update(self.adapter.stream_kwargs, extra_headers={"X-Request-ID": params.request_id})
         stream = await self._call_with_retries(kwargs, params)
+        pieces = self.adapter.read_stream(stream, model)
+        window_s = self.config.stream_coalesce_ms / 1000
         try:
-            async for chunk in self.adapter.read_stream(stream, model):
+            async for chunk in coalesced(pieces, window_s, self.config.stream_coalesce_max_pieces):
                 yield chunk
         except Exception as exc:
             logger.warning("%s stream failed: %s", self.provider, type(exc).__name__)

@@ -223,6 +223,18 @@ class ProviderConfig(ReplicaConfig):
     max_queued_requests: int = Field(
         1024, ge=-1, description="Calls waiting for a replica; beyond it a fast 503."
     )
+    stream_coalesce_ms: float = Field(
+        2.0,
+        ge=0,
+        le=100,
+        description=(
+            "Stream pieces that arrive within this many ms of the first one held cross to "
+            "the ingress as one chunk (never the first chunk of a stream); 0 turns it off."
+        ),
+    )
+    stream_coalesce_max_pieces: int = Field(
+        16, ge=1, le=1024, description="At most this many stream pieces merged into one chunk."
+    )
     autoscaling: AutoscalingConfig | None = Field(
         default_factory=lambda: AutoscalingConfig(
             min_replicas=1, max_replicas=4, target_ongoing_requests=32
