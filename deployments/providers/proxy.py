@@ -1,8 +1,11 @@
 """The autoscaled deployment that calls one commercial provider through its official SDK.
 
 One SDK client per replica, built at start. Before each call the replica takes a slot from
-the shared `RateLimiter` deployment (so limits hold across replicas); failures are retried
-with backoff honouring `retry-after` up to a bound, then mapped to gateway errors.
+the shared `RateLimiter` deployment (so limits hold across replicas): for large limits from
+a lease of permits it holds (`deployments.limits.leases`, one hop per lease), else one hop
+per call. Failures are retried with backoff honouring `retry-after` up to a bound, then
+mapped to gateway errors. Streams are coalesced before they cross the handle
+(`deployments.streaming`).
 """
 
 import asyncio
@@ -13,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from deployments.limits.lease_holder import LeaseHolder
 from deployments.providers.sdk_errors import is_retryable, map_sdk_error, retry_after_seconds
 from deployments.providers.translations import ADAPTERS, make_client
 from deployments.streaming import coalesced
@@ -50,6 +54,9 @@ class ProviderProxy:
         self.models = {m["id"]: CommercialModelConfig.model_validate(m) for m in models}
         self.adapter = ADAPTERS[provider]
         self.limiter = limiter
+        self.leases = LeaseHolder(
+            limiter, self.config.lease_size, self.config.lease_ttl_s, self.config.lease_min_free
+        )
         api_key = os.environ.get(self.config.api_key_env, "")
         self.unavailable_reason = (
             None if api_key else f"no API key: set the {self.config.api_key_env} variable"
@@ -117,8 +124,12 @@ class ProviderProxy:
         tokens = prompt_chars // CHARS_PER_TOKEN_ESTIMATE + params.max_tokens
         deadline = time.monotonic() + self.config.rate_limit_wait_s
         specs = self._limit_specs(model)
+        leased = self.leases.leasable(specs)
         while True:
-            decision = await self.limiter.acquire.remote(specs, tokens)
+            if leased:
+                decision = await self.leases.acquire(specs, tokens)
+            else:
+                decision = await self.limiter.acquire.remote(specs, tokens)
             if decision.allowed:
                 return
             if time.monotonic() + decision.retry_after_s > deadline:

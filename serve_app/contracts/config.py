@@ -219,6 +219,26 @@ class ProviderConfig(ReplicaConfig):
     rate_limit_wait_s: float = Field(
         2.0, ge=0, description="How long a request over the limit waits before 429."
     )
+    lease_size: int = Field(
+        64,
+        ge=0,
+        le=100_000,
+        description=(
+            "Permits a proxy replica takes from the shared limiter at once and spends locally "
+            "(one limiter hop per lease instead of per call); 0 or 1: a hop per call."
+        ),
+    )
+    lease_ttl_s: float = Field(
+        1.0, gt=0, le=30, description="A lease's life; then its unused permits go back."
+    )
+    lease_min_free: int = Field(
+        1000,
+        ge=1,
+        description=(
+            "Lease only limits (rpm, tpm) of at least this size, and only while this much "
+            "of them is free; nearer the limit every call asks the limiter."
+        ),
+    )
     max_ongoing_requests: int = Field(128, ge=1, description="Concurrent calls per replica.")
     max_queued_requests: int = Field(
         1024, ge=-1, description="Calls waiting for a replica; beyond it a fast 503."
