@@ -77,33 +77,49 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 def ratio_table(text: str) -> str:
+    """Ours against LiteLLM per path and concurrency; with a baseline gateway in the same
+    run (`BASELINE_REPO`, targets `base-*`), its figures and ratio too."""
     cells, memory = parse_summary(text)
-    out = [
-        "| path | delay ms | c | ours CPU ms/req | LiteLLM CPU ms/req | ratio "
-        "| errors ours / LiteLLM |",
-        "|---|---:|---:|---:|---:|---:|---|",
-    ]
+    baseline = any(target.startswith("base-") for _, _, target in cells)
+    head = "| path | delay ms | c | ours CPU ms/req | LiteLLM CPU ms/req | ratio "
+    rule = "|---|---:|---:|---:|---:|---:|"
+    if baseline:
+        head += "| baseline CPU ms/req | baseline ratio "
+        rule += "---:|---:|"
+    out = [head + "| errors ours / LiteLLM |", rule + "---|"]
     keys = sorted({(d, c) for d, c, _ in cells})
     for label, ours, theirs in PATHS:
         for delay, c in keys:
             mine, peer = cells.get((delay, c, ours)), cells.get((delay, c, theirs))
             if mine is None or peer is None:
                 continue
-            ratio = mine.cpu_ms / peer.cpu_ms if mine.cpu_ms and peer.cpu_ms else None
-            out.append(
-                f"| {label} | {delay:g} | {c} | {_fmt(mine.cpu_ms)} | {_fmt(peer.cpu_ms)} | "
-                f"{_fmt(ratio)} | {mine.errors} / {peer.errors} |"
-            )
-    if "gateway" in memory and "litellm" in memory:
-        ratio = memory["gateway"] / memory["litellm"] if memory["litellm"] else None
-        out += [
-            "",
-            "| memory, PSS at end | ours MiB | LiteLLM MiB | ratio |",
-            "|---|---:|---:|---:|",
-            f"| whole process tree | {memory['gateway']:.0f} | {memory['litellm']:.0f} | "
-            f"{_fmt(ratio)} |",
-        ]
-    return "\n".join(out)
+            row = f"| {label} | {delay:g} | {c} | {_fmt(mine.cpu_ms)} | {_fmt(peer.cpu_ms)} | "
+            row += f"{_fmt(_ratio(mine.cpu_ms, peer.cpu_ms))} | "
+            if baseline:
+                base = cells.get((delay, c, ours.replace("gateway-", "base-")))
+                base_cpu = base.cpu_ms if base else None
+                row += f"{_fmt(base_cpu)} | {_fmt(_ratio(base_cpu, peer.cpu_ms))} | "
+            out.append(row + f"{mine.errors} / {peer.errors} |")
+    return "\n".join(out + _memory_rows(memory))
+
+
+def _ratio(mine: float | None, theirs: float | None) -> float | None:
+    return mine / theirs if mine and theirs else None
+
+
+def _memory_rows(memory: dict[str, float]) -> list[str]:
+    if "gateway" not in memory or "litellm" not in memory:
+        return []
+    rows = [
+        "",
+        "| memory, PSS at end | MiB | ratio to LiteLLM |",
+        "|---|---:|---:|",
+    ]
+    for name in ("gateway", "gateway-base", "litellm"):
+        if name in memory:
+            ratio = _ratio(memory[name], memory["litellm"])
+            rows.append(f"| {name} (whole process tree) | {memory[name]:.0f} | {_fmt(ratio)} |")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

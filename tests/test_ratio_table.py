@@ -47,4 +47,11 @@ def test_ratios_pair_each_path_with_litellms_own() -> None:
     assert "| OpenAI chat | 0 | 64 | 4.00 | 10.00 | 0.40 | 3/1000 / 0/200 |" in lines
     # no litellm-anthropic cell in this summary: no row rather than a wrong pairing
     assert not any(line.startswith("| Anthropic") for line in lines)
-    assert "| whole process tree | 700 | 350 | 2.00 |" in lines
+    assert "| gateway (whole process tree) | 700 | 2.00 |" in lines
+
+
+def test_a_baseline_gateway_gets_its_own_columns() -> None:
+    summary = SUMMARY.replace(row("gateway-anthropic", 64, "3.00"), row("base-openai", 64, "6.00"))
+    lines = ratio_table(summary).splitlines()
+    assert "| OpenAI chat | 0 | 64 | 4.00 | 10.00 | 0.40 | 6.00 | 0.60 | 3/1000 / 0/200 |" in lines
+    assert "| OpenAI chat | 0 | 1 | 2.00 | 8.00 | 0.25 | - | - | 0/200 / 0/200 |" in lines
