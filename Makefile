@@ -9,7 +9,7 @@ CONFIG ?= configs/local.yaml
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: run test lint typecheck check-config demo-model install clean redis-server postgresql
+.PHONY: run test lint typecheck check-config demo-model install clean redis-server postgresql bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -44,6 +44,18 @@ postgresql:
 
 test: $(STAMP) redis-server postgresql
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# Smoke run of the peer harness (ours beside LiteLLM, interleaved, 1 round), then the ratio
+# table (CPU ms/req, ours / LiteLLM) from its summary.md. BENCH_DELAYS=0,50 adds the 50 ms rows.
+ifndef BENCH_OUT
+BENCH_OUT := /tmp/peerbench/results-make-$(shell date +%Y%m%d-%H%M%S)
+endif
+BENCH_DELAYS ?= 0
+bench: $(STAMP)
+	OUT=$(BENCH_OUT) DELAYS=$(BENCH_DELAYS) N=$${N:-200} N_C1=$${N_C1:-30} ROUNDS=$${ROUNDS:-1} \
+	  QUIET_WAIT=$${QUIET_WAIT:-0} bash bench/run_peer.sh
+	@echo; echo "$(BENCH_OUT)/summary.md"; echo
+	@$(BIN)/python -m bench.ratio_table $(BENCH_OUT)/summary.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check serve_app deployments tests bench

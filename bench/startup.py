@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"ready after {ready_s:.1f} s (`python -m serve_app.runtime.launch {options.config}`)\n"
         )
-        probes.main(["--url", base, "--seconds", str(options.seconds)])
+        key = ["--key", env["GATEWAY_ADMIN_KEY"]] if env.get("GATEWAY_ADMIN_KEY") else []
+        probes.main(["--url", base, "--seconds", str(options.seconds), *key])
         print()
         print("\n".join(memory_lines(process.pid)))
     finally:

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from deployments.limits.leases import LeaseBook, LeaseGrant
 from serve_app.contracts.limits import WINDOW_S, Decision, LimitSpec
 
 
@@ -92,7 +93,21 @@ class RateLimiter:
 
     def __init__(self, window_s: float = WINDOW_S) -> None:
         self.limiter = SlidingWindowLimiter(window_s)
+        self.leases = LeaseBook(self.limiter)
 
     async def acquire(self, specs: Sequence[LimitSpec], tokens: int = 0) -> Decision:
         # async: runs on the replica's event loop, so acquisitions never interleave.
+        if self.leases.leases or self.leases.reserved:
+            return self.leases.acquire(specs, tokens)  # the limits less what leases hold
         return self.limiter.acquire(specs, tokens)
+
+    async def lease(
+        self, specs: Sequence[LimitSpec], tokens: int, want: int, ttl_s: float, min_free: int
+    ) -> LeaseGrant:
+        """A block of permits (`deployments.limits.leases`), or one permit when too little
+        of a limit is free for a lease."""
+        return self.leases.lease(specs, tokens, want, ttl_s, min_free)
+
+    async def release(self, lease_id: str, used_requests: int, used_tokens: int) -> None:
+        """Settle a lease: what was used is counted from now, the rest is freed."""
+        self.leases.settle(lease_id, used_requests, used_tokens)

@@ -1,8 +1,11 @@
 """The autoscaled deployment that calls one commercial provider through its official SDK.
 
 One SDK client per replica, built at start. Before each call the replica takes a slot from
-the shared `RateLimiter` deployment (so limits hold across replicas); failures are retried
-with backoff honouring `retry-after` up to a bound, then mapped to gateway errors.
+the shared `RateLimiter` deployment (so limits hold across replicas): for large limits from
+a lease of permits it holds (`deployments.limits.leases`, one hop per lease), else one hop
+per call. Failures are retried with backoff honouring `retry-after` up to a bound, then
+mapped to gateway errors. Streams are coalesced before they cross the handle
+(`deployments.streaming`).
 """
 
 import asyncio
@@ -13,8 +16,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from deployments.limits.lease_holder import LeaseHolder
 from deployments.providers.sdk_errors import is_retryable, map_sdk_error, retry_after_seconds
 from deployments.providers.translations import ADAPTERS, make_client
+from deployments.streaming import coalesced
 from serve_app.contracts.config import CommercialModelConfig, ProviderConfig
 from serve_app.contracts.errors import (
     GatewayError,
@@ -53,6 +58,9 @@ class ProviderProxy:
         self.models = {m["id"]: CommercialModelConfig.model_validate(m) for m in models}
         self.adapter = ADAPTERS[provider]
         self.limiter = limiter
+        self.leases = LeaseHolder(
+            limiter, self.config.lease_size, self.config.lease_ttl_s, self.config.lease_min_free
+        )
         api_key = os.environ.get(self.config.api_key_env, "")
         self.unavailable_reason = (
             None if api_key else f"no API key: set the {self.config.api_key_env} variable"
@@ -82,8 +90,10 @@ class ProviderProxy:
         kwargs = self.adapter.build_kwargs(params, model)
         kwargs.update(self.adapter.stream_kwargs, extra_headers={"X-Request-ID": params.request_id})
         stream = await self._call_with_retries(kwargs, params)
+        pieces = self.adapter.read_stream(stream, model)
+        window_s = self.config.stream_coalesce_ms / 1000
         try:
-            async for chunk in self.adapter.read_stream(stream, model):
+            async for chunk in coalesced(pieces, window_s, self.config.stream_coalesce_max_pieces):
                 yield chunk
         except Exception as exc:
             logger.warning("%s stream failed: %s", self.provider, type(exc).__name__)
@@ -117,8 +127,12 @@ class ProviderProxy:
         tokens = estimate_tokens(params.prompt_chars()) + params.max_tokens
         deadline = time.monotonic() + self.config.rate_limit_wait_s
         specs = self._limit_specs(model)
+        leased = self.leases.leasable(specs)
         while True:
-            decision = await self.limiter.acquire.remote(specs, tokens)
+            if leased:
+                decision = await self.leases.acquire(specs, tokens)
+            else:
+                decision = await self.limiter.acquire.remote(specs, tokens)
             if decision.allowed:
                 return
             if time.monotonic() + decision.retry_after_s > deadline:

@@ -4,10 +4,8 @@ Messages never include the API key: they are built from the status and the provi
 error message, which providers already redact.
 """
 
+import sys
 from typing import Any
-
-import anthropic
-import openai
 
 from serve_app.contracts.errors import (
     GatewayError,
@@ -19,10 +17,16 @@ from serve_app.contracts.errors import (
     UpstreamTimeoutError,
 )
 
-STATUS_ERRORS = (openai.APIStatusError, anthropic.APIStatusError)
-TIMEOUT_ERRORS = (openai.APITimeoutError, anthropic.APITimeoutError)
-CONNECTION_ERRORS = (openai.APIConnectionError, anthropic.APIConnectionError)
-MALFORMED_ERRORS = (openai.APIResponseValidationError, anthropic.APIResponseValidationError)
+SDKS = ("openai", "anthropic")
+
+
+def sdk_errors(name: str) -> tuple[type[Any], ...]:
+    """The SDKs' exception class `name`, from the SDKs this process has imported: a replica
+    loads only its own provider's SDK, and an exception can only come from a loaded one."""
+    loaded = (sys.modules.get(sdk) for sdk in SDKS)
+    return tuple(getattr(module, name) for module in loaded if module is not None)
+
+
 QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_error"})
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 
@@ -50,26 +54,26 @@ def retry_after_seconds(exc: BaseException) -> float | None:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, STATUS_ERRORS):
+    if isinstance(exc, sdk_errors("APIStatusError")):
         error_type, code = _error_fields(exc.body)
         if error_type in QUOTA_CODES or code in QUOTA_CODES:
             return False
         return exc.status_code in RETRYABLE_STATUSES
-    return isinstance(exc, CONNECTION_ERRORS)
+    return isinstance(exc, sdk_errors("APIConnectionError"))
 
 
 def map_sdk_error(exc: BaseException, provider: str) -> GatewayError:
     """The client-facing error for an SDK exception (after the retries are spent)."""
     if isinstance(exc, GatewayError):
         return exc
-    if isinstance(exc, TIMEOUT_ERRORS):
+    if isinstance(exc, sdk_errors("APITimeoutError")):
         return UpstreamTimeoutError(f"{provider} did not answer in time.", code="upstream_timeout")
-    if isinstance(exc, CONNECTION_ERRORS):
+    if isinstance(exc, sdk_errors("APIConnectionError")):
         return UpstreamError(f"Could not connect to {provider}.", code="upstream_unreachable")
-    if isinstance(exc, (*MALFORMED_ERRORS, ValueError)):
+    if isinstance(exc, (*sdk_errors("APIResponseValidationError"), ValueError)):
         # The SDKs raise a bare JSONDecodeError (a ValueError) on a broken JSON body.
         return UpstreamError(f"{provider} sent a malformed response.", code="upstream_malformed")
-    if isinstance(exc, STATUS_ERRORS):
+    if isinstance(exc, sdk_errors("APIStatusError")):
         return _map_status_error(exc, provider)
     return UpstreamError(f"{provider} call failed.", code="upstream_error")
 

@@ -200,6 +200,13 @@ class ProviderConfig(ReplicaConfig):
     api_key_env: str = Field(
         min_length=1, description="Environment variable the replicas read the API key from."
     )
+    required: bool = Field(
+        False,
+        description=(
+            "Refuse to start (`make run`) when the key variable is not set, instead of "
+            "listing the provider as unavailable."
+        ),
+    )
     timeout_s: float = Field(60.0, gt=0, description="SDK timeout per upstream attempt.")
     max_retries: int = Field(
         2, ge=0, le=10, description="SDK retries on 429/5xx/timeouts (honours retry-after)."
@@ -212,9 +219,41 @@ class ProviderConfig(ReplicaConfig):
     rate_limit_wait_s: float = Field(
         2.0, ge=0, description="How long a request over the limit waits before 429."
     )
+    lease_size: int = Field(
+        64,
+        ge=0,
+        le=100_000,
+        description=(
+            "Permits a proxy replica takes from the shared limiter at once and spends locally "
+            "(one limiter hop per lease instead of per call); 0 or 1: a hop per call."
+        ),
+    )
+    lease_ttl_s: float = Field(
+        1.0, gt=0, le=30, description="A lease's life; then its unused permits go back."
+    )
+    lease_min_free: int = Field(
+        1000,
+        ge=1,
+        description=(
+            "Lease only limits (rpm, tpm) of at least this size, and only while this much "
+            "of them is free; nearer the limit every call asks the limiter."
+        ),
+    )
     max_ongoing_requests: int = Field(128, ge=1, description="Concurrent calls per replica.")
     max_queued_requests: int = Field(
         1024, ge=-1, description="Calls waiting for a replica; beyond it a fast 503."
+    )
+    stream_coalesce_ms: float = Field(
+        2.0,
+        ge=0,
+        le=100,
+        description=(
+            "Stream pieces that arrive within this many ms of the first one held cross to "
+            "the ingress as one chunk (never the first chunk of a stream); 0 turns it off."
+        ),
+    )
+    stream_coalesce_max_pieces: int = Field(
+        16, ge=1, le=1024, description="At most this many stream pieces merged into one chunk."
     )
     autoscaling: AutoscalingConfig | None = Field(
         default_factory=lambda: AutoscalingConfig(

@@ -9,8 +9,10 @@ the occasional "content_filter" or "tool_calls" from a provider; each API gets i
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+import orjson
 
 from serve_app.contracts.errors import GatewayError
 from serve_app.contracts.wire import GenerationOutput
@@ -21,6 +23,36 @@ SSE_DONE = b"data: [DONE]\n\n"
 def json_bytes(body: Any) -> bytes:
     """Compact UTF-8 JSON, as used in every SSE frame."""
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def json_string(text: str) -> bytes:
+    """One JSON string (UTF-8, unescaped non-ASCII), as `json_bytes(text)` gives it."""
+    try:
+        return orjson.dumps(text)
+    except orjson.JSONEncodeError:  # a lone surrogate: escaped, as json does
+        return json.dumps(text).encode()
+
+
+DELTA_MARK = "\x00delta\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaTemplate:
+    """A text-delta frame cut around its text once per stream: each delta is then two
+    concatenations and one JSON string, instead of a dict built and serialised."""
+
+    head: bytes
+    tail: bytes
+
+    @classmethod
+    def of(cls, frame: bytes) -> "DeltaTemplate":
+        head, mark, tail = frame.rpartition(json_bytes(DELTA_MARK))
+        if not mark:
+            raise ValueError("the frame does not hold the delta mark")
+        return cls(head, tail)
+
+    def frame(self, text: str) -> bytes:
+        return self.head + json_string(text) + self.tail
 
 
 def sse_data(body: Any) -> bytes:
@@ -140,8 +172,18 @@ class _OpenAIStreamBase:
     completion_id: str
     created: int
     include_usage: bool
+    template: DeltaTemplate = field(init=False, repr=False, compare=False)
 
     _object: ClassVar[str] = "chat.completion.chunk"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "template", DeltaTemplate.of(self._delta_frame(DELTA_MARK)))
+
+    def _delta_frame(self, text: str) -> bytes:
+        raise NotImplementedError
+
+    def delta(self, text: str) -> bytes:
+        return self.template.frame(text) if text else b""
 
     def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         chunk: dict[str, Any] = {
@@ -180,9 +222,7 @@ class OpenAIChatStream(_OpenAIStreamBase):
     def start(self) -> bytes:
         return sse_data(self._chunk([self._choice({"role": "assistant", "content": ""}, None)]))
 
-    def delta(self, text: str) -> bytes:
-        if not text:
-            return b""
+    def _delta_frame(self, text: str) -> bytes:
         return sse_data(self._chunk([self._choice({"content": text}, None)]))
 
     def finish(self, finish_reason: str, input_tokens: int, output_tokens: int) -> bytes:
@@ -203,9 +243,7 @@ class OpenAICompletionStream(_OpenAIStreamBase):
         """Legacy completions have no opening chunk: b"", so routes treat both streams alike."""
         return b""
 
-    def delta(self, text: str) -> bytes:
-        if not text:
-            return b""
+    def _delta_frame(self, text: str) -> bytes:
         return sse_data(self._chunk([self._choice(text, None)]))
 
     def finish(self, finish_reason: str, input_tokens: int, output_tokens: int) -> bytes:
@@ -279,6 +317,10 @@ class AnthropicStream:
 
     model: str
     message_id: str
+    template: DeltaTemplate = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "template", DeltaTemplate.of(self._delta_frame(DELTA_MARK)))
 
     def start(self, input_tokens: int) -> bytes:
         """message_start (output_tokens 1, as Anthropic sends), content_block_start, ping."""
@@ -294,15 +336,16 @@ class AnthropicStream:
             + sse_event("ping", {"type": "ping"})
         )
 
-    def delta(self, text: str) -> bytes:
-        if not text:
-            return b""
+    def _delta_frame(self, text: str) -> bytes:
         body = {
             "type": "content_block_delta",
             "index": 0,
             "delta": {"type": "text_delta", "text": text},
         }
         return sse_event("content_block_delta", body)
+
+    def delta(self, text: str) -> bytes:
+        return self.template.frame(text) if text else b""
 
     def finish(self, finish_reason: str, output_tokens: int) -> bytes:
         """content_block_stop, message_delta (stop reason, cumulative usage), message_stop."""

@@ -241,6 +241,11 @@ class RequestContextMiddleware:
         return None
 
 
+def health_headers(request_id: str) -> list[tuple[bytes, bytes]]:
+    """The headers of the health answer: the app's security headers and the request id."""
+    return RequestContextMiddleware._response_headers(HEALTH_PATH, request_id, True)
+
+
 def too_large(max_body_bytes: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(
         f"The request body exceeds {max_body_bytes} bytes.", code="body_too_large"

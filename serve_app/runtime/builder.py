@@ -11,7 +11,6 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.deployment import Deployment
 
-from deployments.engine.server import LocalModelServer
 from deployments.limits.rate_limiter import RateLimiter
 from deployments.providers.proxy import ProviderProxy
 from serve_app.contracts.config import AdapterConfig, GatewayConfig, LocalModelConfig
@@ -34,7 +33,12 @@ def as_deployment(cls: type) -> Deployment:
 
 
 def local_model_deployment(model: LocalModelConfig, adapters: list[AdapterConfig]) -> Application:
-    """One deployment per base model; its LoRA fine-tunes are multiplexed onto it."""
+    """One deployment per base model; its LoRA fine-tunes are multiplexed onto it. The
+    engine (torch, transformers) is imported only when there is a local model to bind: the
+    process that builds a commercial-only graph, and whatever Ray reuses it for, never
+    loads torch."""
+    from deployments.engine.server import LocalModelServer
+
     options = model.serve_options()
     options["ray_actor_options"].update(num_gpus=model.num_gpus, resources=model.resources)
     deployment = as_deployment(LocalModelServer).options(

@@ -28,18 +28,28 @@ BUILDER_IMPORT_PATH = "serve_app.builder:build_app"
 
 
 class ConfigError(ValueError):
-    """The gateway args are invalid; the message names each bad key."""
+    """The gateway args are invalid; the message names each bad key. `problems`: the same,
+    one line each (`<file> (applications[i].args): <key>: <what is wrong>`)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [" ".join(message.split())]
 
 
-def describe_errors(error: ValidationError, source: str) -> str:
-    lines = [f"invalid gateway config in {source}:"]
+def error_items(error: ValidationError) -> list[str]:
+    """`<key>: <what is wrong>` for each error, the key as a dotted path."""
+    items = []
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"]) or "<args>"
-        if item["type"] == "extra_forbidden":
-            lines.append(f"  - {location}: unknown key")
-        else:
-            lines.append(f"  - {location}: {item['msg']}")
-    return "\n".join(lines)
+        what = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        items.append(f"{location}: {what}")
+    return items
+
+
+def describe_errors(error: ValidationError, source: str) -> ConfigError:
+    items = error_items(error)
+    message = "\n".join([f"invalid gateway config in {source}:", *(f"  - {i}" for i in items)])
+    return ConfigError(message, [f"{source}: {item}" for item in items])
 
 
 def guess_source() -> str:
@@ -61,10 +71,14 @@ def validate_args(
     try:
         config = GatewayConfig.model_validate(apply_environment(args, environ))
     except ValidationError as exc:
-        raise ConfigError(describe_errors(exc, source or guess_source())) from None
+        raise describe_errors(exc, source or guess_source()) from None
     problems = production_problems(config, environ)
     if problems:
-        raise ConfigError("refusing to start in production:\n  - " + "\n  - ".join(problems))
+        where = source or guess_source()
+        raise ConfigError(
+            "refusing to start in production:\n  - " + "\n  - ".join(problems),
+            [f"{where}: refusing to start in production: {problem}" for problem in problems],
+        )
     if config.commercial is not None:
         commercial = resolve_catalog(config.commercial)
         clashes = config.local_ids() & {model.id for model in commercial.models}
@@ -99,7 +113,7 @@ def default_catalog() -> list[CommercialModelConfig]:
     try:
         return [CommercialModelConfig.model_validate(entry) for entry in entries]
     except ValidationError as exc:
-        raise ConfigError(describe_errors(exc, str(SHIPPED_CATALOG))) from None
+        raise describe_errors(exc, str(SHIPPED_CATALOG)) from None
 
 
 def resolve_catalog(commercial: CommercialConfig) -> CommercialConfig:

@@ -20,7 +20,13 @@ from types import FrameType
 import yaml
 
 from serve_app.contracts.config import GatewayConfig
-from serve_app.runtime.config_check import ConfigError, check_file
+from serve_app.runtime.preflight import (
+    Plan,
+    directory_problems,
+    key_problems,
+    load,
+    port_problems,
+)
 
 PROXY_CALLBACK_ENV = {
     # One well-formed X-Request-ID per response, whichever HTTP server Ray puts in front.
@@ -83,7 +89,6 @@ def apply_fast_path(environ: MutableMapping[str, str], port: int) -> None:
         environ.setdefault(name, value)
     base = haproxy_base(port)
     base.mkdir(parents=True, exist_ok=True)
-    stop_stale_haproxy(base)
     for name, file_name in HAPROXY_FILES.items():
         environ.setdefault(name, str(base / file_name) if file_name else str(base))
 
@@ -97,19 +102,36 @@ llm-gateway on http://{host}:{port}  (docs: /docs)
 """
 
 
+def preflight(source: Path, environ: MutableMapping[str, str]) -> tuple[Plan | None, bool, str]:
+    """The checks before Ray starts: (plan or None when it must not start, fast?, why).
+    Each problem is printed on stderr as one line naming its fix."""
+    plan, problems = load(source, environ)
+    fast, why = False, ""
+    if plan is not None:
+        http = plan.document.setdefault("http_options", {})
+        if environ.get("PORT"):
+            try:
+                http["port"] = int(environ["PORT"])
+            except ValueError:
+                problems.append(f"PORT={environ['PORT']!r} is not a port number: e.g. PORT=8001")
+        fast, why = fast_path_wanted(plan.configs, environ)
+        if not problems:
+            if fast:  # one left by an earlier run on this port would hold the ports
+                stop_stale_haproxy(haproxy_base(int(http.get("port", 8000))))
+            problems += port_problems(plan, fast, environ)
+        problems += directory_problems(plan) + key_problems(plan, environ)
+    for problem in problems:
+        print(f"cannot start: {problem}", file=sys.stderr, flush=True)
+    return (None if problems else plan), fast, why
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    source = Path(args[0] if args else "configs/local.yaml")
-    try:
-        configs = check_file(source)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    document = yaml.safe_load(source.read_text())
-    http = document.setdefault("http_options", {})
-    if os.environ.get("PORT"):
-        http["port"] = int(os.environ["PORT"])
-    auth_on = any(config.auth.enabled for config in configs)
+    plan, fast, why = preflight(Path(args[0] if args else "configs/local.yaml"), os.environ)
+    if plan is None:
+        return 2
+    http = plan.document["http_options"]
+    auth_on = any(config.auth.enabled for config in plan.configs)
     auth_line = (
         "  auth: ON (every model route needs a key)"
         if auth_on
@@ -123,14 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name, value in PROXY_CALLBACK_ENV.items():
         os.environ.setdefault(name, value)
-    fast, why = fast_path_wanted(configs, os.environ)
     if fast:
         apply_fast_path(os.environ, int(http.get("port", 8000)))
     else:  # whatever the shell had: this run uses Serve's proxy
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "0"
     print(f"  HTTP path: {'HAProxy fast path' if fast else 'Serve proxy'} ({why})", flush=True)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-        yaml.safe_dump(document, handle)
+        yaml.safe_dump(plan.document, handle)
     serve = Path(sys.executable).with_name("serve")
     if not fast:
         os.execv(str(serve), [str(serve), "run", handle.name])

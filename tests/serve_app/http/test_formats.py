@@ -397,3 +397,17 @@ def test_anthropic_error_bodies(
     assert parsed.error.type == expected
     anthropic_schemas.AnthropicErrorResponse.model_validate(body)
     assert anthropic_error_body(errors.model_not_found("x"))["error"]["type"] == "not_found_error"
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        OpenAIChatStream("mü", "chatcmpl-1", 1, True),
+        OpenAICompletionStream("m", "cmpl-1", 1, False),
+        AnthropicStream("m", "msg_1"),
+    ],
+)
+def test_delta_templates_give_the_frames_built_from_dicts(stream: Any) -> None:
+    for text in ('say "hi"\n', "ü\u2028\t\\/", "<\x00\x1f>", "🙂", "\x00delta"):
+        assert stream.delta(text) == stream._delta_frame(text)
+    assert b'"\\ud800"' in stream.delta("\ud800")  # a lone surrogate is escaped, not a 500
