@@ -367,4 +367,3 @@ def _status(output: GenerationOutput | None, error: GatewayError | None) -> int:
     if error is not None:
         return error.status_code
     return CLIENT_CLOSED_STATUS if output and output.finish_reason == "cancelled" else 200
-
