@@ -22,7 +22,12 @@ from serve_app.contracts.config import (
     GatewayConfig,
     LocalModelConfig,
 )
-from serve_app.runtime.settings import apply_environment, production_problems
+from serve_app.runtime.settings import (
+    DEFAULT_PROXY_LOCATION,
+    apply_environment,
+    ledger_url_problem,
+    production_problems,
+)
 
 BUILDER_IMPORT_PATH = "serve_app.builder:build_app"
 
@@ -54,6 +59,7 @@ def validate_args(
     args: dict[str, Any],
     source: str | None = None,
     environ: Mapping[str, str] | None = None,
+    proxy_location: str | None = None,
 ) -> GatewayConfig:
     """Validate the args (with the environment's settings applied), refuse unsafe production
     settings, and resolve the commercial catalog (shipped defaults + overrides)."""
@@ -62,7 +68,10 @@ def validate_args(
         config = GatewayConfig.model_validate(apply_environment(args, environ))
     except ValidationError as exc:
         raise ConfigError(describe_errors(exc, source or guess_source())) from None
-    problems = production_problems(config, environ)
+    url_problem = ledger_url_problem(config, environ)
+    if url_problem:
+        raise ConfigError(url_problem)
+    problems = production_problems(config, environ, proxy_location)
     if problems:
         raise ConfigError("refusing to start in production:\n  - " + "\n  - ".join(problems))
     if config.commercial is not None:
@@ -120,7 +129,8 @@ def check_file(path: Path, environ: Mapping[str, str] | None = None) -> list[Gat
         if application.get("import_path") != BUILDER_IMPORT_PATH:
             continue
         source = f"{path} (applications[{index}].args)"
-        configs.append(validate_args(application.get("args") or {}, source, environ))
+        location = document.get("proxy_location", DEFAULT_PROXY_LOCATION)
+        configs.append(validate_args(application.get("args") or {}, source, environ, location))
     if not configs:
         raise ConfigError(f"{path}: no application imports {BUILDER_IMPORT_PATH}")
     return configs
