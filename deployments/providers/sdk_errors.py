@@ -4,13 +4,17 @@ Messages never include the API key: they are built from the status and the provi
 error message, which providers already redact.
 """
 
+import json
+import logging
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 
 from serve_app.contracts.errors import (
     GatewayError,
+    InternalError,
     InvalidRequestError,
     UpstreamAuthenticationError,
     UpstreamError,
@@ -19,6 +23,7 @@ from serve_app.contracts.errors import (
     UpstreamTimeoutError,
 )
 
+logger = logging.getLogger("ray.serve")
 STATUS_ERRORS = (openai.APIStatusError, anthropic.APIStatusError)
 TIMEOUT_ERRORS = (openai.APITimeoutError, anthropic.APITimeoutError)
 CONNECTION_ERRORS = (openai.APIConnectionError, anthropic.APIConnectionError)
@@ -58,15 +63,26 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, CONNECTION_ERRORS)
 
 
+def is_sdk_error(exc: BaseException) -> bool:
+    """Raised by the SDK or its transport (or a broken JSON body the SDK read)?"""
+    return isinstance(
+        exc, (openai.OpenAIError, anthropic.AnthropicError, httpx.HTTPError, json.JSONDecodeError)
+    )
+
+
 def map_sdk_error(exc: BaseException, provider: str) -> GatewayError:
-    """The client-facing error for an SDK exception (after the retries are spent)."""
+    """The client-facing error for an SDK exception (after the retries are spent). Anything
+    else is our own bug: 500 internal_error, logged here once with its traceback."""
     if isinstance(exc, GatewayError):
         return exc
+    if not is_sdk_error(exc):
+        logger.error("%s call failed with a programming error", provider, exc_info=exc)
+        return InternalError("Internal error.", code="internal_error")
     if isinstance(exc, TIMEOUT_ERRORS):
         return UpstreamTimeoutError(f"{provider} did not answer in time.", code="upstream_timeout")
     if isinstance(exc, CONNECTION_ERRORS):
         return UpstreamError(f"Could not connect to {provider}.", code="upstream_unreachable")
-    if isinstance(exc, (*MALFORMED_ERRORS, ValueError)):
+    if isinstance(exc, (*MALFORMED_ERRORS, json.JSONDecodeError)):
         # The SDKs raise a bare JSONDecodeError (a ValueError) on a broken JSON body.
         return UpstreamError(f"{provider} sent a malformed response.", code="upstream_malformed")
     if isinstance(exc, STATUS_ERRORS):

@@ -20,6 +20,14 @@ from serve_app.core.catalog import ModelRoute
 from serve_app.core.handle_calls import map_handle_error
 
 CHARS_PER_TOKEN = 4
+
+
+def estimate_prompt_tokens(params: GenerationParams) -> int:
+    """The prompt's tokens, estimated from its characters (4 per token, at least 1)."""
+    chars = len(params.prompt) + sum(len(m.content) for m in params.messages)
+    return max(1, chars // CHARS_PER_TOKEN)
+
+
 AccountFn = Callable[
     [ModelRoute, str, RequestContext, float, GenerationOutput | None, GatewayError | None],
     tuple[float, float],
@@ -55,8 +63,7 @@ class StreamResult:
             chunks = sum(1 for piece in self.text if piece)
             self.output_tokens = max(chunks, len(text) // CHARS_PER_TOKEN)
         if not self.input_tokens:
-            chars = len(params.prompt) + sum(len(m.content) for m in params.messages)
-            self.input_tokens = max(1, chars // CHARS_PER_TOKEN)
+            self.input_tokens = estimate_prompt_tokens(params)
 
     def output(self) -> GenerationOutput:
         return GenerationOutput(
