@@ -126,13 +126,18 @@ class RestartMark:
         self.written_at = 0.0
 
     def read(self) -> float | None:
+        import ray
         from ray.experimental import internal_kv
 
+        if not ray.is_initialized():  # outside Ray (tests, a plain process): no predecessor
+            return None
         value = internal_kv._internal_kv_get(self.key)
         return float(value) if value else None
 
     def touch(self, now: float) -> None:
-        if now - self.written_at >= MARK_EVERY_S:
+        import ray
+
+        if now - self.written_at >= MARK_EVERY_S and ray.is_initialized():
             from ray.experimental import internal_kv
 
             internal_kv._internal_kv_put(self.key, str(now).encode(), overwrite=True)

@@ -92,10 +92,11 @@ class KeyCache:
         rpm: int | None = None,
         tpm: int | None = None,
         budget_usd: float | None = None,
+        budget_period: str = "total",
     ) -> tuple[ApiKey, str]:
         async with self._keys_lock:  # a reload in flight must not drop the new key
             record, plain = await asyncio.to_thread(
-                self.store.create, name, tuple(allowed_models), rpm, tpm, budget_usd
+                self.store.create, name, tuple(allowed_models), rpm, tpm, budget_usd, budget_period
             )
             self._remember(record)
         return record, plain
@@ -111,6 +112,13 @@ class KeyCache:
         async with self._keys_lock:
             key = await asyncio.to_thread(self.store.set_enabled, key_id, enabled)
             self._remember(key)
+        return key
+
+    async def set_budget(self, key_id: str, budget_usd: float | None, budget_period: str) -> ApiKey:
+        async with self._keys_lock:
+            key = await asyncio.to_thread(self.store.set_budget, key_id, budget_usd, budget_period)
+            self._remember(key)
+        self._spend_tried_at = None  # the period may have changed: re-read the spend
         return key
 
     async def disable(self, key_id: str) -> ApiKey:
