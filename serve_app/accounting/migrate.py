@@ -6,18 +6,24 @@ package's tables join the same chain: add a revision file under `migrations/vers
 with `down_revision` set to the current head.
 """
 
+import contextlib
+import fcntl
 import logging
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 logger = logging.getLogger("ray.serve")
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK = 0x6C6C6D67  # pg_advisory_xact_lock id of the gateway's migrations
+CONCURRENT_UPGRADE_WAIT_S = 1.0
 
 
 class SchemaError(RuntimeError):
@@ -50,9 +56,15 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str:
-    """Run every migration up to `revision` in one transaction; the revision reached."""
+    """Run every migration up to `revision` in one transaction; the revision reached.
+
+    On PostgreSQL the transaction first takes an advisory lock (on SQLite, a lock file beside
+    the database), so replicas starting together migrate one after the other: the later ones
+    find the work done."""
     config = alembic_config()
-    with engine.begin() as connection:
+    with _sqlite_file_lock(engine), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
     reached = current_revision(engine)
@@ -81,12 +93,38 @@ def ensure_schema(engine: Engine, auto_migrate: bool, where: str = "ledger.url")
                 "ledger.auto_migrate: true)"
             )
         logger.info("migrating the database at %s from %s to %s", where, current, head)
-        return upgrade(engine)
+        return _upgrade_once(engine, head)
     except SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
         raise SchemaError(
             f"the database at {where} can't be reached or read ({type(exc).__name__}): {detail}"
         ) from exc
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _upgrade_once(engine: Engine, head: str) -> str:
+    """Upgrade; when it fails because another replica upgraded at the same moment (SQLite has
+    no advisory lock), the database is at head all the same."""
+    try:
+        return upgrade(engine)
+    except SQLAlchemyError:
+        time.sleep(CONCURRENT_UPGRADE_WAIT_S)
+        if current_revision(engine) == head:
+            return head
+        raise
 
 
 def _has_tables(engine: Engine) -> bool:

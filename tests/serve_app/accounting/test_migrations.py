@@ -169,3 +169,16 @@ def test_cli_fails_clearly_on_an_unreachable_or_malformed_database(
     assert cli(["db", "current"]) == 2
     error = capsys.readouterr().err
     assert "LEDGER_URL" in error and "hunter2" not in error
+
+
+def test_replicas_starting_together_migrate_once(server: PostgresServer, tmp_path: Path) -> None:
+    """Four replicas' start-up checks at the same moment, on each database."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for url in (new_database(server), f"sqlite:///{tmp_path}/together.db"):
+        engines = [create_db_engine(url) for _ in range(4)]
+        with ThreadPoolExecutor(4) as pool:
+            reached = list(pool.map(lambda e: ensure_schema(e, auto_migrate=True), engines))
+        assert reached == [head_revision()] * 4
+        for engine in engines:
+            engine.dispose()
