@@ -35,6 +35,7 @@ usage = Table(
     Column("outcome", Text, nullable=False),
     Column("status", Integer, nullable=False),
     Index("usage_ts", "ts"),
+    Index("usage_key_ts", "key_id", "ts"),
 )
 
 api_keys = Table(
@@ -65,4 +66,5 @@ key_spend = Table(
     Column("requests", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
     PrimaryKeyConstraint("key_id", "period", "period_start", name="key_spend_pk"),
+    Index("key_spend_period", "period", "period_start"),
 )

@@ -76,6 +76,20 @@ def budget_app(
     serve.delete(APP)
 
 
+async def known_everywhere(base: str, headers: dict[str, str]) -> None:
+    """Every ingress replica's key cache knows the new key (`/usage` authenticates, and
+    costs no rate-limit permit)."""
+    await asyncio.sleep(1.5)  # cache_ttl_s: 1
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        for _ in range(30):
+            statuses = [(await client.get("/api/v1/usage", headers=headers)).status_code
+                        for _ in range(4 * INGRESS_REPLICAS)]  # fmt: skip
+            if all(status == 200 for status in statuses):
+                return
+            await asyncio.sleep(0.5)
+    raise AssertionError("the new key never reached every ingress replica")
+
+
 def max_cost_usd(prompt: str) -> float:
     prompt_tokens = max(1, len(prompt) // 4)
     return (prompt_tokens * PRICE["input_per_million_usd"] + MAX_TOKENS * 70.0) / 1e6
@@ -87,14 +101,20 @@ async def test_64_concurrent_calls_on_4_ingress_replicas_stay_within_the_budget(
     keys = open_key_store(ledger_url, auto_migrate=False)
     key, plain = keys.create("tight", budget_usd=BUDGET_USD)
     keys.close()
-    await asyncio.sleep(1.5)  # every replica's key cache sees it (cache_ttl_s: 1)
+    await known_everywhere(budget_app, {"Authorization": f"Bearer {plain}"})
     prompt = "Tell me a long story about budgets please"
     body = {"prompt": prompt, "model_id": "gpt-paid", "max_tokens": MAX_TOKENS}
     headers = {"Authorization": f"Bearer {plain}"}
+    responses: list[httpx.Response] = []
     async with httpx.AsyncClient(base_url=budget_app, timeout=60) as client:
-        responses = await asyncio.gather(
-            *(client.post("/api/v1/generate", json=body, headers=headers) for _ in range(64))
-        )
+        for _ in range(20):  # waves of 64 until the budget refuses every call of one
+            wave = await asyncio.gather(
+                *(client.post("/api/v1/generate", json=body, headers=headers) for _ in range(64))
+            )
+            responses += wave
+            if all(r.status_code != 200 for r in wave):
+                break
+            await asyncio.sleep(0.3)  # settlements land; the next wave sees them
     statuses = Counter(r.status_code for r in responses)
     refused = [r for r in responses if r.status_code != 200]
     assert all(r.status_code == 402 for r in refused), statuses
@@ -113,7 +133,8 @@ async def test_64_concurrent_calls_on_4_ingress_replicas_stay_within_the_budget(
     engine.dispose()
     overshoot = float(total) - BUDGET_USD
     print(
-        f"\nbudget ${BUDGET_USD}: {statuses[200]} served, {statuses[402]} refused (402), "
+        f"\nbudget ${BUDGET_USD}: {len(responses) // 64} waves of 64: "
+        f"{statuses[200]} served, {statuses[402]} refused (402), "
         f"ledger total ${float(total):.6f} in {rows} rows, overshoot ${overshoot:.6f}, "
         f"one call's max ${max_cost_usd(prompt):.6f}"
     )
@@ -141,8 +162,8 @@ async def test_a_killed_limiter_never_hands_out_a_window_twice(
     keys = open_key_store(ledger_url, auto_migrate=False)
     _, plain = keys.create("limited", rpm=KEY_RPM)
     keys.close()
-    await asyncio.sleep(1.5)
     headers = {"Authorization": f"Bearer {plain}"}
+    await known_everywhere(budget_app, headers)
     body = {"prompt": "Q: hi\nA:", "model_id": "tiny", "max_tokens": 1}
     timeline: list[tuple[float, int]] = []
     started = time.monotonic()

@@ -182,3 +182,17 @@ def test_replicas_starting_together_migrate_once(server: PostgresServer, tmp_pat
         assert reached == [head_revision()] * 4
         for engine in engines:
             engine.dispose()
+
+
+def test_the_migrations_build_the_schema_the_code_declares(tmp_path: Path) -> None:
+    """Alembic's autogenerate finds nothing between the migrated database and schema.py."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from serve_app.accounting.schema import metadata
+
+    engine = create_db_engine(f"sqlite:///{tmp_path}/declared.db")
+    upgrade(engine)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), metadata)
+    assert diff == []

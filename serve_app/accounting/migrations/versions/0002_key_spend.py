@@ -1,5 +1,6 @@
 """Budget periods and running spend: `api_keys.budget_period`, the `key_spend` table (filled
-from `usage` for the current periods) and an index on `usage (key_id, ts)`.
+from `usage` for the current periods, indexed by period so the spend of every key for the
+periods under way is read without a scan) and an index on `usage (key_id, ts)`.
 
 Revision ID: 0002_key_spend
 Revises: 0001_baseline
@@ -36,6 +37,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key_id", "period", "period_start", name="key_spend_pk"),
     )
     assert key_spend is not None
+    op.create_index("key_spend_period", "key_spend", ["period", "period_start"])
     backfill(key_spend)
 
 
@@ -62,6 +64,7 @@ def backfill(key_spend: sa.Table) -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("key_spend_period", table_name="key_spend")
     op.drop_table("key_spend")
     op.drop_index("usage_key_ts", table_name="usage")
     with op.batch_alter_table("api_keys") as batch:
