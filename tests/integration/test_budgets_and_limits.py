@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from serve_app.access.key_store import open_key_store
 from serve_app.accounting.db import create_db_engine
+from tests.conftest import ADMIN_KEY
 from tests.fakes.postgres_server import postgres_server
 
 pytestmark = pytest.mark.integration
@@ -192,3 +193,32 @@ async def test_a_killed_limiter_never_hands_out_a_window_twice(
     assert statuses[500] == 0 and set(statuses) <= {200, 429, 503}
     assert statuses[200] <= KEY_RPM  # one window (the test lasts 20 s): never more
     assert answered_again, "the restarted limiter never answered"
+
+
+async def test_a_flood_of_probes_leaves_generations_alone(budget_app: str) -> None:
+    """500 concurrent /ready (no key) while one client generates: every probe answers from
+    the snapshot. The figures are printed (timings are measured, never asserted)."""
+    body = {"prompt": "Q: hi\nA:", "model_id": "tiny", "max_tokens": 1}
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+    async def generations(client: httpx.AsyncClient, count: int) -> list[float]:
+        latencies = []
+        for _ in range(count):
+            began = time.perf_counter()
+            response = await client.post("/api/v1/generate", json=body, headers=headers)
+            assert response.status_code == 200, response.text
+            latencies.append((time.perf_counter() - began) * 1000)
+        return sorted(latencies)
+
+    limits = httpx.Limits(max_connections=600)
+    async with httpx.AsyncClient(base_url=budget_app, timeout=60, limits=limits) as client:
+        quiet = await generations(client, 20)
+        flood = asyncio.gather(*(client.get("/api/v1/ready") for _ in range(500)))
+        loaded, probes = await asyncio.gather(generations(client, 20), flood)
+        status = await client.get("/api/v1/status")
+    assert all(r.status_code == 200 for r in probes)
+    assert status.status_code == 401  # auth on, security.public_status off
+    print(
+        f"\nprobe flood: generation p50 {quiet[10]:.0f} ms quiet, {loaded[10]:.0f} ms during "
+        f"500 concurrent /ready (max {loaded[-1]:.0f} ms)"
+    )
