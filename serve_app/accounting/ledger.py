@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import astuple, dataclass, fields
 from typing import Any
 
@@ -42,6 +43,14 @@ def as_row(record: UsageRecord) -> tuple[Any, ...]:
     return astuple(record)
 
 
+def costs_by_key(records: list[UsageRecord]) -> dict[str, float]:
+    costs: dict[str, float] = {}
+    for record in records:
+        if record.cost_usd:
+            costs[record.key_id] = costs.get(record.key_id, 0.0) + record.cost_usd
+    return costs
+
+
 class Ledger:
     def __init__(self, config: LedgerConfig, store: UsageStore | None = None) -> None:
         self.config = config
@@ -53,6 +62,8 @@ class Ledger:
         self.writing = 0  # records taken out of the buffer by a write still in progress
         self.last_error: str | None = None
         self.last_flush_ok_at: float | None = None
+        # told each written batch's cost per key (the key cache stops counting it locally)
+        self.on_written: Callable[[dict[str, float]], None] | None = None
 
     def record(self, record: UsageRecord) -> None:
         if len(self._buffer) >= self.config.max_buffer:
@@ -102,6 +113,8 @@ class Ledger:
                 logger.warning("usage ledger write failed, %d buffered: %s", self.pending, exc)
                 return False
             self.writing = 0
+            if self.on_written is not None:
+                self.on_written(costs_by_key(batch))
         self.last_error = None
         self.last_flush_ok_at = time.time()
         return True

@@ -63,6 +63,7 @@ class GatewayIngress:
         keys = None
         if gateway_config.auth.enabled:
             keys = KeyCache(KeyStore(engine), ttl_s=gateway_config.auth.cache_ttl_s)
+            ledger.on_written = keys.written
         else:
             logger.warning("auth is disabled: every caller may use every model (demo only)")
         metrics = make_metrics()

@@ -318,10 +318,15 @@ async def test_budget_uses_ledger_spend_plus_local_increments(
     assert exceeded.value.code == "budget_exceeded" and exceeded.value.status_code == 402
     assert counting.spend_calls == 1
 
-    add_usage(db, (key.id, 0.5))  # the ledger flushed it: counted once after the refresh
-    clock.now += TTL
+    add_usage(db, (key.id, 0.5))  # the ledger wrote it ...
+    cache.written({key.id: 0.5})  # ... and said so: still counted once before the refresh
     assert await cache.spent(key.id) == pytest.approx(1.1)
+    clock.now += TTL
+    assert await cache.spent(key.id) == pytest.approx(1.1)  # and once after it
     assert counting.spend_calls == 2
+    cache.add_spend(key.id, 0.25)  # not written yet: a refresh does not forget it
+    clock.now += TTL
+    assert await cache.spent(key.id) == pytest.approx(1.35)
 
 
 def test_cli_create_list_disable(db: Path, capsys: pytest.CaptureFixture[str]) -> None:

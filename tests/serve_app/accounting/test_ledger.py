@@ -111,3 +111,17 @@ def test_records_in_a_hanging_write_still_count_as_pending(tmp_path: Path) -> No
         return seen
 
     assert set(asyncio.run(scenario())) == {5}
+
+
+def test_written_costs_are_reported_per_key(tmp_path: Path) -> None:
+    async def scenario() -> list[dict[str, float]]:
+        ledger = Ledger(LedgerConfig(url=f"sqlite:///{tmp_path}/w.db", flush_interval_s=60))
+        told: list[dict[str, float]] = []
+        ledger.on_written = told.append
+        for index in range(3):
+            ledger.record(record(index, cost=0.25))
+        await ledger.flush()
+        await ledger.close()
+        return told
+
+    assert asyncio.run(scenario()) == [{"key_1": 0.75}]
