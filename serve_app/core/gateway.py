@@ -156,7 +156,8 @@ class Gateway:
         except GatewayError as error:
             account(route, params.request_id, ctx, started, None, error)
             raise
-        stream = open_stream(route, self.with_deadline(params, ctx), ctx, account)
+        tracked = self.in_flight(route, account)
+        stream = open_stream(route, self.with_deadline(params, ctx), ctx, tracked)
         try:
             first = await stream.first(timeout_s)
         except GatewayError as error:
@@ -167,6 +168,19 @@ class Gateway:
             raise
         self.breakers.record(route.deployment, None)
         return stream, first
+
+    def in_flight(self, route: ModelRoute, account: Any) -> Any:
+        """Count a stream in `in_flight_requests` until it is accounted (once, at its end)."""
+        if self.metrics is None:
+            return account
+        metrics = self.metrics
+        metrics.request_started(route.model_id)
+
+        def finished(*args: Any, **kwargs: Any) -> Any:
+            metrics.request_finished(route.model_id)
+            return account(*args, **kwargs)
+
+        return finished
 
     def admit_call(self, route: ModelRoute, ctx: RequestContext) -> float:
         """The circuit lets the call through, and the deadline leaves time for it: the

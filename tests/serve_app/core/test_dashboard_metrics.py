@@ -8,7 +8,7 @@ from pathlib import Path
 from deployments.engine.metrics import ENGINE_METRICS, EngineMetrics
 from serve_app.contracts.errors import RateLimitError, UpstreamError
 from serve_app.core.metrics import GATEWAY_METRICS, GatewayMetrics
-from tests.serve_app.core.resilience_fakes import build_rig, failing
+from tests.serve_app.core.resilience_fakes import answer, build_rig, failing
 from tests.serve_app.core.test_metrics import spy
 
 DASHBOARD = Path(__file__).parents[3] / "deploy" / "grafana" / "llm-gateway-dashboard.json"
@@ -35,6 +35,11 @@ async def test_each_panel_metric_is_recorded_by_the_code() -> None:
             RateLimitError("over", code="provider_rate_limit", retry_after_s=1)
         )
         await rig.client.post("/api/v1/generate", json={"prompt": "hi", "model_id": "gpt-x"})
+        rig.handle("openai").behave = answer  # answers again
+        streamed = await rig.client.post(
+            "/api/v1/generate", json={"prompt": "hi", "model_id": "gpt-x", "stream": True}
+        )
+        assert streamed.status_code == 200
         metrics.record_limiter_failure("closed")
     finally:
         await rig.close()
@@ -56,3 +61,4 @@ async def test_each_panel_metric_is_recorded_by_the_code() -> None:
     assert "provider" in scopes
     in_flight = [value for value, _ in recorders["in_flight_requests"].records]
     assert in_flight[:2] == [1, 0]  # set while the call ran, cleared after
+    assert in_flight[-2:] == [1, 0]  # the stream too, until it ended
