@@ -68,12 +68,13 @@ def validate_args(
         config = GatewayConfig.model_validate(apply_environment(args, environ))
     except ValidationError as exc:
         raise ConfigError(describe_errors(exc, source or guess_source())) from None
+    problems = production_problems(config, environ, proxy_location)
     url_problem = ledger_url_problem(config, environ)
     if url_problem:
-        raise ConfigError(url_problem)
-    problems = production_problems(config, environ, proxy_location)
+        problems.insert(0, url_problem)
     if problems:
-        raise ConfigError("refusing to start in production:\n  - " + "\n  - ".join(problems))
+        where = " in production" if config.environment == "production" else ""
+        raise ConfigError(f"refusing to start{where}:\n  - " + "\n  - ".join(problems))
     if config.commercial is not None:
         commercial = resolve_catalog(config.commercial)
         clashes = config.local_ids() & {model.id for model in commercial.models}
