@@ -31,6 +31,7 @@ from serve_app.core.breakers import CircuitBreakers
 from serve_app.core.catalog import ModelCatalog, ModelRoute
 from serve_app.core.fallbacks import complete_with_fallbacks, stream_with_fallbacks
 from serve_app.core.handle_calls import call_with_deadline
+from serve_app.core.metrics import in_flight_until_accounted
 from serve_app.core.probes import DeploymentProbe
 from serve_app.core.stats import ModelCounters
 from serve_app.core.streaming import ChunkStream, estimate_prompt_tokens, open_stream
@@ -156,7 +157,7 @@ class Gateway:
         except GatewayError as error:
             account(route, params.request_id, ctx, started, None, error)
             raise
-        tracked = self.in_flight(route, account)
+        tracked = in_flight_until_accounted(self.metrics, route.model_id, account)
         stream = open_stream(route, self.with_deadline(params, ctx), ctx, tracked)
         try:
             first = await stream.first(timeout_s)
@@ -168,19 +169,6 @@ class Gateway:
             raise
         self.breakers.record(route.deployment, None)
         return stream, first
-
-    def in_flight(self, route: ModelRoute, account: Any) -> Any:
-        """Count a stream in `in_flight_requests` until it is accounted (once, at its end)."""
-        if self.metrics is None:
-            return account
-        metrics = self.metrics
-        metrics.request_started(route.model_id)
-
-        def finished(*args: Any, **kwargs: Any) -> Any:
-            metrics.request_finished(route.model_id)
-            return account(*args, **kwargs)
-
-        return finished
 
     def admit_call(self, route: ModelRoute, ctx: RequestContext) -> float:
         """The circuit lets the call through, and the deadline leaves time for it: the

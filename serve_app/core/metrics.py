@@ -129,3 +129,17 @@ class GatewayMetrics(MetricSet):
     def _set_in_flight(self, model: str, count: int) -> None:
         self._in_flight[model] = count
         self.set("in_flight_requests", count, tags(model=model))
+
+
+def in_flight_until_accounted(metrics: Any, model: str, account: Any) -> Any:
+    """Count a stream in `in_flight_requests` from now until `account` runs (once, when the
+    stream ends however it ends); `account` itself when there are no metrics."""
+    if metrics is None:
+        return account
+    metrics.request_started(model)
+
+    def finished(*args: Any, **kwargs: Any) -> Any:
+        metrics.request_finished(model)
+        return account(*args, **kwargs)
+
+    return finished
