@@ -67,7 +67,7 @@ typecheck: $(STAMP)
 
 # Production configs need an admin key to pass; a placeholder is enough to check them.
 check-config: $(STAMP)
-	for f in configs/*.yaml; do GATEWAY_ADMIN_KEY=$${GATEWAY_ADMIN_KEY:-check-only} $(BIN)/llm-gateway-check-config $$f || exit 1; done
+	for f in configs/*.yaml; do GATEWAY_ADMIN_KEY=$${GATEWAY_ADMIN_KEY:-check-only} LEDGER_URL=$${LEDGER_URL:-postgresql://check@db/check} $(BIN)/llm-gateway-check-config $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) models

@@ -96,6 +96,9 @@ def test_every_node_starts_ray_with_token_auth_and_the_secrets(cluster: dict[str
         assert ". /home/ray/llm-gateway.env" in start, key
     deploy = next(c for c in cluster["head_start_ray_commands"] if "serve deploy" in c)
     assert "RAY_AUTH_MODE=token" in deploy
+    # the schema is upgraded (with LEDGER_URL from the secrets) before the gateway starts
+    assert deploy.index(". /home/ray/llm-gateway.env") < deploy.index("llm-gateway db upgrade")
+    assert deploy.index("llm-gateway db upgrade") < deploy.index("serve deploy")
     mounts = cluster["file_mounts"]
     assert mounts["/home/ray/.ray/auth_token"] == "~/.ray/auth_token"
     assert "/home/ray/llm-gateway.env" in mounts

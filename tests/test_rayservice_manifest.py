@@ -297,16 +297,22 @@ def test_serve_config_validates_as_production_with_the_secrets_env(
 ) -> None:
     all_args = gateway_args(yaml.safe_load(manifest["spec"]["serveConfigV2"]))
     assert all_args
-    environ = {"GATEWAY_ADMIN_KEY": "admin-key-for-the-test-0123456789"}
+    environ = {
+        "GATEWAY_ADMIN_KEY": "admin-key-for-the-test-0123456789",
+        "LEDGER_URL": "postgresql://gateway:pw@db.internal:5432/gateway",
+    }
     for args in all_args:
-        config = validate_args(args, "serveConfigV2", environ)
+        config = validate_args(args, "serveConfigV2", environ, proxy_location="EveryNode")
         assert config.environment == "production" and config.auth.enabled
         with pytest.raises(ConfigError, match=config.auth.admin_key_env):
-            validate_args(args, "serveConfigV2", {})
+            validate_args(args, "serveConfigV2", {"LEDGER_URL": environ["LEDGER_URL"]})
+        with pytest.raises(ConfigError, match="LEDGER_URL"):
+            validate_args(args, "serveConfigV2", {**environ, "LEDGER_URL": ""})
         for group in groups(manifest).values():
             for container in containers(group):
                 env = secret_env(container)
                 assert env.get(config.auth.admin_key_env) is True, container["name"]
+                assert env.get("LEDGER_URL") is True, container["name"]  # required
                 assert config.commercial is not None
                 for provider in (config.commercial.openai, config.commercial.anthropic):
                     assert provider.api_key_env in env, (container["name"], provider.api_key_env)

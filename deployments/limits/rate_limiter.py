@@ -2,16 +2,30 @@
 
 `SlidingWindowLimiter` is the logic (a clock is injected for tests). `RateLimiter` is the
 single-replica Ray Serve deployment that owns it, so a limit holds for a whole deployment
-whatever its replica count: replicas ask it, they never count locally.
+whatever its replica count: replicas ask it, they never count locally. It also holds the
+budget reservations (`deployments.limits.budgets`).
+
+Windows with no events are pruned (at most every `window_s / 4`), so a client rotating its
+address costs memory only for one window. A restarted replica has lost its counters: it
+refuses every acquisition (429 with Retry-After) until the windows its predecessor was
+counting have passed, so no window's permits are handed out twice. It knows it is a restart
+from a mark in Ray's GCS key-value store, written at most once a second while it serves.
 """
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from deployments.limits.budgets import BudgetCounter
 from deployments.limits.leases import LeaseBook, LeaseGrant
+from serve_app.contracts.budgets import BudgetDecision, BudgetHold
 from serve_app.contracts.limits import WINDOW_S, Decision, LimitSpec
+
+logger = logging.getLogger("ray.serve")
+MARK_EVERY_S = 1.0
 
 
 @dataclass(slots=True)
@@ -46,9 +60,26 @@ class SlidingWindowLimiter:
         self.window_s = window_s
         self.clock = clock
         self._windows: dict[str, _Window] = {}
+        self._pruned_at = clock()
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def prune_idle(self, now: float) -> None:
+        """Forget the windows with no event left (amortised: a full pass every window/4)."""
+        if now - self._pruned_at < self.window_s / 4:
+            return
+        self._pruned_at = now
+        cutoff = now - self.window_s
+        for key in list(self._windows):
+            window = self._windows[key]
+            window.prune(cutoff)
+            if not window.events:
+                del self._windows[key]
 
     def acquire(self, specs: Sequence[LimitSpec], tokens: int = 0) -> Decision:
         now = self.clock()
+        self.prune_idle(now)
         windows = [self._window(spec.key, now) for spec in specs]
         wait = max(
             [0.0]
@@ -88,15 +119,72 @@ class SlidingWindowLimiter:
         )
 
 
+class RestartMark:
+    """When the previous limiter replica last served, kept in Ray's GCS key-value store."""
+
+    def __init__(self, name: str) -> None:
+        self.key = f"llm-gateway:limiter-active:{name}".encode()
+        self.written_at = 0.0
+
+    def read(self) -> float | None:
+        import ray
+        from ray.experimental import internal_kv
+
+        if not ray.is_initialized():  # outside Ray (tests, a plain process): no predecessor
+            return None
+        value = internal_kv._internal_kv_get(self.key)
+        return float(value) if value else None
+
+    def touch(self, now: float) -> None:
+        import ray
+
+        if now - self.written_at >= MARK_EVERY_S and ray.is_initialized():
+            from ray.experimental import internal_kv
+
+            internal_kv._internal_kv_put(self.key, str(now).encode(), overwrite=True)
+            self.written_at = now
+
+
+def replica_name() -> str:
+    from ray.serve.context import _get_internal_replica_context
+
+    context = _get_internal_replica_context()
+    return f"{context.app_name}/{context.deployment}" if context is not None else "local"
+
+
 class RateLimiter:
     """Ray Serve deployment (always one replica) holding the shared counters."""
 
-    def __init__(self, window_s: float = WINDOW_S) -> None:
-        self.limiter = SlidingWindowLimiter(window_s)
+    def __init__(self, window_s: float = WINDOW_S, mark: Any = None) -> None:
+        self.limiter = SlidingWindowLimiter(window_s, clock=time.time)
         self.leases = LeaseBook(self.limiter)
+        self.budgets = BudgetCounter()
+        self.mark = mark if mark is not None else RestartMark(replica_name())
+        last_active = self.mark.read()
+        # A predecessor served until `last_active` (+ up to MARK_EVERY_S unwritten): its
+        # windows end a window later. Until then every acquisition is refused.
+        self.refuse_until = last_active + MARK_EVERY_S + window_s if last_active else 0.0
+        if self.refuse_until > time.time():
+            logger.warning(
+                "rate limiter restarted: refusing for %.1f s, until its predecessor's windows "
+                "have passed",
+                self.refuse_until - time.time(),
+            )
+
+    def _refusal(self, specs: Sequence[LimitSpec]) -> Decision | None:
+        """While a restarted limiter waits out its predecessor's windows: a refusal."""
+        now = time.time()
+        self.mark.touch(now)
+        if now >= self.refuse_until:
+            return None
+        wait = round(self.refuse_until - now, 3)
+        return Decision(False, wait, 0, 0 if any(s.tpm for s in specs) else None, wait)
 
     async def acquire(self, specs: Sequence[LimitSpec], tokens: int = 0) -> Decision:
         # async: runs on the replica's event loop, so acquisitions never interleave.
+        refused = self._refusal(specs)
+        if refused is not None:
+            return refused
         if self.leases.leases or self.leases.reserved:
             return self.leases.acquire(specs, tokens)  # the limits less what leases hold
         return self.limiter.acquire(specs, tokens)
@@ -106,8 +194,30 @@ class RateLimiter:
     ) -> LeaseGrant:
         """A block of permits (`deployments.limits.leases`), or one permit when too little
         of a limit is free for a lease."""
+        refused = self._refusal(specs)
+        if refused is not None:
+            return LeaseGrant(refused)
         return self.leases.lease(specs, tokens, want, ttl_s, min_free)
 
     async def release(self, lease_id: str, used_requests: int, used_tokens: int) -> None:
         """Settle a lease: what was used is counted from now, the rest is freed."""
         self.leases.settle(lease_id, used_requests, used_tokens)
+
+    async def reserve(self, hold: BudgetHold) -> BudgetDecision:
+        self.budgets.prune()
+        return self.budgets.reserve(hold)
+
+    async def settle(
+        self, key_id: str, period_start: float, reservation_id: str | None, cost_usd: float
+    ) -> None:
+        self.budgets.settle(key_id, period_start, reservation_id, cost_usd)
+
+    async def memory(self) -> dict[str, int]:
+        """Counters held, and this process's resident memory (bytes)."""
+        import psutil
+
+        return {
+            "windows": len(self.limiter),
+            "budget_accounts": len(self.budgets),
+            "rss_bytes": psutil.Process().memory_info().rss,
+        }

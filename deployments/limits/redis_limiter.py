@@ -22,6 +22,8 @@ from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from deployments.limits.redis_budgets import RedisBudgets
+from serve_app.contracts.budgets import BudgetDecision, BudgetHold
 from serve_app.contracts.limits import WINDOW_S, Decision, LimitSpec
 
 EXPIRY_MARGIN_MS = 1000
@@ -163,6 +165,7 @@ class RedisSlidingWindowLimiter:
         self._redis: Redis = Redis.from_pool(pool)  # owns the pool: aclose() disconnects it
         # EVALSHA, falling back to loading the script when the server answers NOSCRIPT.
         self._script = self._redis.register_script(ACQUIRE_LUA)
+        self.budgets = RedisBudgets(self._redis, prefix)
 
     def keys(self, key: str) -> tuple[str, str]:
         """The Redis keys of one counter: its events sorted set and its token sum."""
@@ -177,6 +180,14 @@ class RedisSlidingWindowLimiter:
             args += [_limit(spec.rpm), _limit(spec.tpm)]
         raw = await self._script(keys=keys, args=args)
         return _to_decision(raw)
+
+    async def reserve(self, hold: BudgetHold) -> BudgetDecision:
+        return await self.budgets.reserve(hold)
+
+    async def settle(
+        self, key_id: str, period_start: float, reservation_id: str | None, cost_usd: float
+    ) -> None:
+        await self.budgets.settle(key_id, period_start, reservation_id, cost_usd)
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -4,11 +4,16 @@ Messages never include the API key: they are built from the status and the provi
 error message, which providers already redact.
 """
 
+import json
+import logging
 import sys
 from typing import Any
 
+import httpx
+
 from serve_app.contracts.errors import (
     GatewayError,
+    InternalError,
     InvalidRequestError,
     UpstreamAuthenticationError,
     UpstreamError,
@@ -17,7 +22,9 @@ from serve_app.contracts.errors import (
     UpstreamTimeoutError,
 )
 
+logger = logging.getLogger("ray.serve")
 SDKS = ("openai", "anthropic")
+SDK_BASE_ERRORS = {"openai": "OpenAIError", "anthropic": "AnthropicError"}
 
 
 def sdk_errors(name: str) -> tuple[type[Any], ...]:
@@ -25,6 +32,12 @@ def sdk_errors(name: str) -> tuple[type[Any], ...]:
     loads only its own provider's SDK, and an exception can only come from a loaded one."""
     loaded = (sys.modules.get(sdk) for sdk in SDKS)
     return tuple(getattr(module, name) for module in loaded if module is not None)
+
+
+def sdk_base_errors() -> tuple[type[Any], ...]:
+    """The root exception class of each SDK this process has imported."""
+    loaded = ((sdk, sys.modules.get(sdk)) for sdk in SDKS)
+    return tuple(getattr(module, SDK_BASE_ERRORS[sdk]) for sdk, module in loaded if module)
 
 
 QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_error"})
@@ -62,15 +75,24 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, sdk_errors("APIConnectionError"))
 
 
+def is_sdk_error(exc: BaseException) -> bool:
+    """Raised by the SDK or its transport (or a broken JSON body the SDK read)?"""
+    return isinstance(exc, (*sdk_base_errors(), httpx.HTTPError, json.JSONDecodeError))
+
+
 def map_sdk_error(exc: BaseException, provider: str) -> GatewayError:
-    """The client-facing error for an SDK exception (after the retries are spent)."""
+    """The client-facing error for an SDK exception (after the retries are spent). Anything
+    else is our own bug: 500 internal_error, logged here once with its traceback."""
     if isinstance(exc, GatewayError):
         return exc
+    if not is_sdk_error(exc):
+        logger.error("%s call failed with a programming error", provider, exc_info=exc)
+        return InternalError("Internal error.", code="internal_error")
     if isinstance(exc, sdk_errors("APITimeoutError")):
         return UpstreamTimeoutError(f"{provider} did not answer in time.", code="upstream_timeout")
     if isinstance(exc, sdk_errors("APIConnectionError")):
         return UpstreamError(f"Could not connect to {provider}.", code="upstream_unreachable")
-    if isinstance(exc, (*sdk_errors("APIResponseValidationError"), ValueError)):
+    if isinstance(exc, (*sdk_errors("APIResponseValidationError"), json.JSONDecodeError)):
         # The SDKs raise a bare JSONDecodeError (a ValueError) on a broken JSON body.
         return UpstreamError(f"{provider} sent a malformed response.", code="upstream_malformed")
     if isinstance(exc, sdk_errors("APIStatusError")):

@@ -6,11 +6,13 @@ trip; per-key and per-IP limits are exact across replicas (the shared `RateLimit
 deployment, or Redis) and cost one call only when a limit is configured.
 """
 
+import asyncio
+import logging
 import math
 import os
 import time
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from serve_app.access.auth import (
     RequestContext,
@@ -18,17 +20,44 @@ from serve_app.access.auth import (
     missing_key_error,
     presented_key,
 )
+from serve_app.access.budgets import BudgetGuard
 from serve_app.access.key_cache import KeyCache
 from serve_app.contracts.config import GatewayConfig
-from serve_app.contracts.errors import InvalidRequestError, RateLimitError
+from serve_app.contracts.errors import (
+    InvalidRequestError,
+    RateLimitError,
+    ServiceUnavailableError,
+)
 from serve_app.contracts.limits import LimitSpec
 from serve_app.contracts.wire import GenerationParams, estimate_tokens
 
+logger = logging.getLogger("llm_gateway")
 TIMEOUT_HEADER = "x-request-timeout"
+T = TypeVar("T")
 
 
 class Limiter(Protocol):
     async def acquire(self, specs: Any, tokens: int = 0) -> Any: ...
+
+    async def reserve(self, hold: Any) -> Any: ...
+
+    async def settle(
+        self, key_id: str, period_start: float, reservation_id: str | None, cost_usd: float
+    ) -> None: ...
+
+
+class LimiterUnavailable(Exception):
+    """The limiter store did not answer within its deadline, or failed."""
+
+
+async def with_deadline(call: Awaitable[T], timeout_s: float, what: str) -> T:
+    """`call` within `timeout_s`; any failure of the store is `LimiterUnavailable`."""
+    try:
+        return await asyncio.wait_for(call, timeout_s)
+    except TimeoutError:
+        raise LimiterUnavailable(f"{what}: no answer within {timeout_s * 1000:.0f} ms") from None
+    except Exception as exc:  # a dead replica, a lost connection: the store is unavailable
+        raise LimiterUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 class HandleLimiter:
@@ -39,6 +68,19 @@ class HandleLimiter:
 
     async def acquire(self, specs: Any, tokens: int = 0) -> Any:
         return await self.handle.acquire.remote(specs, tokens)
+
+    async def reserve(self, hold: Any) -> Any:
+        return await self.handle.reserve.remote(hold)
+
+    async def settle(
+        self, key_id: str, period_start: float, reservation_id: str | None, cost_usd: float
+    ) -> None:
+        await self.handle.settle.remote(key_id, period_start, reservation_id, cost_usd)
+
+
+def estimated_tokens(params: GenerationParams) -> int:
+    """Prompt tokens (estimated from its characters) plus the most the call may produce."""
+    return estimate_tokens(params.prompt_chars()) + params.max_tokens
 
 
 def rate_limit_headers(decision: Any, specs: list[Any]) -> list[tuple[bytes, bytes]]:
@@ -72,6 +114,7 @@ class Admission:
         self.keys = keys
         self.limiter = limiter
         self.metrics = metrics
+        self.budgets = BudgetGuard(config, keys, limiter, self.guarded)
         self.admin_key = (environ if environ is not None else os.environ).get(
             config.auth.admin_key_env
         ) or None
@@ -114,18 +157,53 @@ class Admission:
             )
         return min(seconds, limit)
 
-    async def admit(self, ctx: RequestContext, params: GenerationParams) -> None:
-        """Model permission (403), budget (402), then per-key and per-IP limits (429)."""
+    async def guarded(self, call: Awaitable[T], what: str) -> T | None:
+        """A limiter call with its deadline; when the store fails, `on_failure` decides:
+        `closed` answers 503 rate_limiter_unavailable, `open` returns None (let through)."""
+        limits = self.config.rate_limits
+        try:
+            return await with_deadline(call, limits.timeout_ms / 1000, what)
+        except LimiterUnavailable as exc:
+            logger.warning("rate limiter unavailable (on_failure=%s): %s", limits.on_failure, exc)
+            if self.metrics is not None:
+                self.metrics.record_limiter_failure(limits.on_failure)
+            if limits.on_failure == "open":
+                return None
+            raise ServiceUnavailableError(
+                "The rate limiter is unavailable; retry shortly.",
+                code="rate_limiter_unavailable",
+                retry_after_s=limits.failure_retry_after_s,
+            ) from None
+
+    async def admit(
+        self, ctx: RequestContext, params: GenerationParams, max_cost_usd: float = 0.0
+    ) -> None:
+        """Model permission (403), budget (402: the call's maximum cost is reserved), then
+        per-key and per-IP limits (429)."""
         ctx.log["model"] = params.model_id
         ctx.require_model(params.model_id)
-        if ctx.key is not None and self.keys is not None:
-            await self.keys.check_budget(ctx.key)
+        if ctx.key is not None:
+            await self.budgets.reserve(ctx, params.request_id, max_cost_usd)
         specs = self._limit_specs(ctx)
         if not specs or self.limiter is None:
             return
-        tokens = estimate_tokens(params.prompt_chars()) + params.max_tokens
-        decision = await self.limiter.acquire(specs, tokens)
-        ctx.rate_limit_headers.extend(rate_limit_headers(decision, specs))
+        try:
+            await self._rate_limit(ctx, params, specs)
+        except BaseException:
+            await self.budgets.release(ctx, params.request_id)
+            raise
+
+    async def _rate_limit(
+        self, ctx: RequestContext, params: GenerationParams, specs: list[Any]
+    ) -> None:
+        assert self.limiter is not None
+        decision = await self.guarded(
+            self.limiter.acquire(specs, estimated_tokens(params)), "acquire"
+        )
+        if decision is None:  # on_failure: open
+            return
+        # One set per response: a batch asks once per item, the last answer is the freshest.
+        ctx.rate_limit_headers[:] = rate_limit_headers(decision, specs)
         if not decision.allowed:
             if self.metrics is not None:
                 self.metrics.record_rate_limited("key" if ctx.key is not None else "ip")
@@ -134,6 +212,10 @@ class Admission:
                 code="rate_limit_exceeded",
                 retry_after_s=decision.retry_after_s,
             )
+
+    def settle(self, ctx: RequestContext, request_id: str, cost_usd: float) -> None:
+        """The call's real cost replaces its reservation, in the background."""
+        self.budgets.settle_soon(ctx, request_id, cost_usd)
 
     def _limit_specs(self, ctx: RequestContext) -> list[Any]:
         limits = self.config.rate_limits

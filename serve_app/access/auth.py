@@ -31,6 +31,8 @@ class RequestContext:
     rate_limit_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     deadline: float = math.inf  # wall-clock time (time.time()) the request must end by
     deadline_shortened: bool = False  # the client asked for less than the configured one
+    # budget reservations held by this request's calls: call request id -> (period, id)
+    reservations: dict[str, tuple[float, str | None]] = field(default_factory=dict)
 
     def remaining_s(self, cap_s: float) -> float:
         """Seconds left before the deadline, at most `cap_s`."""

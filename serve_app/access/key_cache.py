@@ -22,7 +22,9 @@ class KeyCache:
     Keys are reloaded at most every `ttl_s`; an unknown key triggers at most one early reload
     per `ttl_s / 4` (to see keys other replicas created without letting a flood of bad keys
     reach the database). Spend per key is reloaded at most every `ttl_s`, plus the costs this
-    replica adds with `add_spend` in between. Only one reload of each runs at a time.
+    replica added with `add_spend` that the reloaded totals cannot include yet: those still
+    in the ledger's buffer, and those written (`written`) after the last reload began. Only
+    one reload of each runs at a time.
     """
 
     def __init__(
@@ -35,7 +37,8 @@ class KeyCache:
         self._keys_tried_at: float | None = None
         self._keys_lock = asyncio.Lock()
         self._spend: dict[str, float] | None = None  # None until the first load succeeds
-        self._local_spend: dict[str, float] = {}
+        self._unwritten: dict[str, float] = {}  # added here, not yet in the database
+        self._unseen: dict[str, float] = {}  # in the database since the last reload began
         self._spend_tried_at: float | None = None
         self._spend_lock = asyncio.Lock()
 
@@ -92,10 +95,11 @@ class KeyCache:
         rpm: int | None = None,
         tpm: int | None = None,
         budget_usd: float | None = None,
+        budget_period: str = "total",
     ) -> tuple[ApiKey, str]:
         async with self._keys_lock:  # a reload in flight must not drop the new key
             record, plain = await asyncio.to_thread(
-                self.store.create, name, tuple(allowed_models), rpm, tpm, budget_usd
+                self.store.create, name, tuple(allowed_models), rpm, tpm, budget_usd, budget_period
             )
             self._remember(record)
         return record, plain
@@ -113,6 +117,13 @@ class KeyCache:
             self._remember(key)
         return key
 
+    async def set_budget(self, key_id: str, budget_usd: float | None, budget_period: str) -> ApiKey:
+        async with self._keys_lock:
+            key = await asyncio.to_thread(self.store.set_budget, key_id, budget_usd, budget_period)
+            self._remember(key)
+        self._spend_tried_at = None  # the period may have changed: re-read the spend
+        return key
+
     async def disable(self, key_id: str) -> ApiKey:
         return await self.set_enabled(key_id, False)
 
@@ -127,7 +138,7 @@ class KeyCache:
         async with self._spend_lock:
             if self._fresh(self._spend_tried_at, self.ttl_s):
                 return
-            counted = dict(self._local_spend)  # what the reloaded totals will include
+            counted = dict(self._unseen)  # written before this read: the totals include it
             try:
                 totals = await asyncio.to_thread(self.store.spend_by_key)
             except Exception as exc:  # budgets use the last known totals meanwhile
@@ -136,17 +147,22 @@ class KeyCache:
             finally:
                 self._spend_tried_at = self._clock()
             self._spend = totals
-            for key_id, usd in counted.items():  # keep what was added during the reload
-                self._local_spend[key_id] -= usd
-            self._local_spend = {k: v for k, v in self._local_spend.items() if abs(v) > 1e-12}
+            _subtract(self._unseen, counted)
 
     def add_spend(self, key_id: str, usd: float) -> None:
-        """Count a cost now; the next reload replaces it with the ledger's totals."""
-        self._local_spend[key_id] = self._local_spend.get(key_id, 0.0) + usd
+        """Count a cost now (it is in the ledger's buffer, not yet in the database)."""
+        self._unwritten[key_id] = self._unwritten.get(key_id, 0.0) + usd
+
+    def written(self, costs: dict[str, float]) -> None:
+        """The ledger wrote these costs: the next reload's totals include them."""
+        _subtract(self._unwritten, costs)
+        for key_id, usd in costs.items():
+            self._unseen[key_id] = self._unseen.get(key_id, 0.0) + usd
 
     async def spent(self, key_id: str) -> float:
         await self._refresh_spend()
-        return (self._spend or {}).get(key_id, 0.0) + self._local_spend.get(key_id, 0.0)
+        local = self._unwritten.get(key_id, 0.0) + self._unseen.get(key_id, 0.0)
+        return (self._spend or {}).get(key_id, 0.0) + local
 
     async def check_budget(self, key: ApiKey) -> None:
         if key.budget_usd is None:
@@ -157,3 +173,12 @@ class KeyCache:
                 f"API key {key.id} has spent ${spent:.4f} of its ${key.budget_usd:.2f} budget.",
                 code="budget_exceeded",
             )
+
+
+def _subtract(totals: dict[str, float], costs: dict[str, float]) -> None:
+    for key_id, usd in costs.items():
+        left = totals.get(key_id, 0.0) - usd
+        if abs(left) > 1e-12:
+            totals[key_id] = left
+        else:
+            totals.pop(key_id, None)

@@ -1,29 +1,29 @@
-"""Gateway API keys: the record, where it is stored (SQLite or PostgreSQL) and a hot-path cache.
+"""Gateway API keys: the record and where it is stored (the ledger's database).
 
 A key is `gw-` + 40 url-safe random characters. Only its SHA-256 (plus an 8-character display
 prefix) is stored: the keys are high-entropy random strings, so a fast hash is enough, as for
-GitHub tokens. Stores are synchronous and thread-safe, like `serve_app.accounting.usage_store`; the
-`KeyCache` calls them from worker threads and answers the ingress from memory.
+GitHub tokens. The store is synchronous and thread-safe (SQLAlchemy Core, pooled), like
+`serve_app.accounting.usage_store`, and shares its engine: keys and spend live in one
+database. The `KeyCache` calls it from worker threads and answers the ingress from memory.
 """
 
 import builtins
+import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import Any
 
-from serve_app.accounting.db import (
-    ConnectionHolder,
-    connect_postgres,
-    connect_sqlite,
-    ensure_parent_dir,
-    parse_database_url,
-)
+from sqlalchemy import Engine, insert, select, update
+
+from serve_app.accounting.schema import api_keys
+from serve_app.accounting.usage_store import UsageStore, open_engine
+from serve_app.contracts.budgets import BUDGET_PERIODS, period_bounds
 from serve_app.contracts.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -34,22 +34,6 @@ logger = logging.getLogger("ray.serve")
 KEY_PREFIX = "gw-"
 KEY_LENGTH = len(KEY_PREFIX) + 40
 DISPLAY_PREFIX_LENGTH = 8
-KEY_SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    key_hash TEXT NOT NULL UNIQUE,
-    prefix TEXT NOT NULL,
-    allowed_models TEXT NOT NULL,
-    rpm INTEGER,
-    tpm INTEGER,
-    budget_usd DOUBLE PRECISION,
-    enabled BOOLEAN NOT NULL,
-    created_at DOUBLE PRECISION NOT NULL
-)
-"""
-SPEND_SQL = "SELECT key_id, SUM(cost_usd) FROM usage GROUP BY key_id"
-Rows = list[tuple[Any, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +48,19 @@ class ApiKey:
     budget_usd: float | None
     enabled: bool
     created_at: float
+    budget_period: str = "total"
 
     def allows(self, model_id: str) -> bool:
         return not self.allowed_models or model_id in self.allowed_models
+
+    def budget_reset_at(self, now: float | None = None) -> str | None:
+        """When the budget's period ends (ISO 8601, UTC); None for `total` or no budget."""
+        if self.budget_usd is None:
+            return None
+        end = period_bounds(self.budget_period, time.time() if now is None else now)[1]
+        if end is None:
+            return None
+        return dt.datetime.fromtimestamp(end, dt.UTC).isoformat().replace("+00:00", "Z")
 
     def public(self) -> dict[str, Any]:
         """Everything but the hash: what list endpoints and the CLI show."""
@@ -78,13 +72,14 @@ class ApiKey:
             "rpm": self.rpm,
             "tpm": self.tpm,
             "budget_usd": self.budget_usd,
+            "budget_period": self.budget_period,
+            "budget_reset_at": self.budget_reset_at(),
             "enabled": self.enabled,
             "created_at": self.created_at,
         }
 
 
 KEY_COLUMNS = tuple(field.name for field in fields(ApiKey))  # the api_keys columns, in order
-SELECT_KEYS = f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys"
 
 
 def hash_key(key: str) -> str:
@@ -101,6 +96,7 @@ def new_key(
     rpm: int | None = None,
     tpm: int | None = None,
     budget_usd: float | None = None,
+    budget_period: str = "total",
 ) -> tuple[ApiKey, str]:
     """A validated, enabled record and its plain key (not stored anywhere)."""
     if not name.strip():
@@ -108,8 +104,7 @@ def new_key(
     for param, value in (("rpm", rpm), ("tpm", tpm)):
         if value is not None and value < 1:
             raise InvalidRequestError(f"{param} must be at least 1.", param=param)
-    if budget_usd is not None and budget_usd < 0:
-        raise InvalidRequestError("budget_usd must not be negative.", param="budget_usd")
+    check_budget(budget_usd, budget_period)
     if isinstance(allowed_models, str):
         raise InvalidRequestError("allowed_models must be a list of model ids.", param="models")
     models = tuple(dict.fromkeys(m.strip() for m in allowed_models if m.strip()))
@@ -125,19 +120,34 @@ def new_key(
         budget_usd=None if budget_usd is None else float(budget_usd),
         enabled=True,
         created_at=time.time(),
+        budget_period=budget_period,
     )
     return record, plain
 
 
-def _as_row(key: ApiKey) -> tuple[Any, ...]:
-    """Values in `KEY_COLUMNS` order (the field order), the model list as JSON text."""
-    values = [getattr(key, column) for column in KEY_COLUMNS]
-    values[KEY_COLUMNS.index("allowed_models")] = json.dumps(list(key.allowed_models))
-    return tuple(values)
+def check_budget(budget_usd: float | None, budget_period: str) -> None:
+    """A budget is a finite, non-negative USD amount; the period one of BUDGET_PERIODS."""
+    if budget_usd is not None and (
+        isinstance(budget_usd, bool) or not math.isfinite(budget_usd) or budget_usd < 0
+    ):
+        raise InvalidRequestError(
+            "budget_usd must be a finite, non-negative amount.", param="budget_usd"
+        )
+    if budget_period not in BUDGET_PERIODS:
+        raise InvalidRequestError(
+            f"budget_period must be one of {', '.join(BUDGET_PERIODS)}.", param="budget_period"
+        )
+
+
+def _as_row(key: ApiKey) -> dict[str, Any]:
+    """The api_keys row: the fields by name, the model list as JSON text."""
+    values = {column: getattr(key, column) for column in KEY_COLUMNS}
+    values["allowed_models"] = json.dumps(list(key.allowed_models))
+    return values
 
 
 def _from_row(row: Sequence[Any]) -> ApiKey:
-    key_id, name, key_hash, prefix, models, rpm, tpm, budget, enabled, created_at = row
+    key_id, name, key_hash, prefix, models, rpm, tpm, budget, enabled, created_at, period = row
     return ApiKey(
         id=key_id,
         name=name,
@@ -149,11 +159,20 @@ def _from_row(row: Sequence[Any]) -> ApiKey:
         budget_usd=None if budget is None else float(budget),
         enabled=bool(enabled),
         created_at=float(created_at),
+        budget_period=period or "total",
     )
 
 
-class KeyStore(Protocol):
-    backend: str
+class KeyStore:
+    """API keys in the gateway's database; `spend_by_key` reads the ledger's running spend."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.backend = engine.dialect.name
+        self.usage = UsageStore(engine)
+
+    def _select(self) -> Any:
+        return select(*(api_keys.c[column] for column in KEY_COLUMNS))
 
     def create(
         self,
@@ -162,70 +181,22 @@ class KeyStore(Protocol):
         rpm: int | None = None,
         tpm: int | None = None,
         budget_usd: float | None = None,
-    ) -> tuple[ApiKey, str]: ...
-
-    def list(self) -> builtins.list[ApiKey]: ...
-
-    def get(self, key_id: str) -> ApiKey | None: ...
-
-    def find_by_hash(self, key_hash: str) -> ApiKey | None: ...
-
-    def set_enabled(self, key_id: str, enabled: bool) -> ApiKey: ...
-
-    def spend_by_key(self) -> dict[str, float]: ...
-
-    def close(self) -> None: ...
-
-
-class _SQLKeyStore(ConnectionHolder):
-    """The SQL both backends share; subclasses connect (`mark`: their placeholder)."""
-
-    backend = ""
-    mark = "?"
-    usage_exists_sql = ""
-
-    def _connect(self) -> Any:
-        raise NotImplementedError
-
-    def _transaction(self, connection: Any) -> AbstractContextManager[Any]:
-        raise NotImplementedError
-
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> tuple[Rows, int]:
-        """One statement in its own transaction: the rows it returned and the rows it changed."""
-        with self._lock:
-            try:
-                connection = self._connect()
-                with self._transaction(connection):
-                    cursor = connection.execute(sql, params)
-                    rows = cursor.fetchall() if cursor.description else []
-                    return [tuple(row) for row in rows], int(cursor.rowcount)
-            except Exception:
-                self._drop_connection()
-                raise
-
-    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> Rows:
-        return self._execute(sql, params)[0]
-
-    def create(
-        self,
-        name: str,
-        allowed_models: Sequence[str] = (),
-        rpm: int | None = None,
-        tpm: int | None = None,
-        budget_usd: float | None = None,
+        budget_period: str = "total",
     ) -> tuple[ApiKey, str]:
-        record, plain = new_key(name, allowed_models, rpm, tpm, budget_usd)
-        marks = ", ".join(self.mark for _ in KEY_COLUMNS)
-        sql = f"INSERT INTO api_keys ({', '.join(KEY_COLUMNS)}) VALUES ({marks})"
-        self._execute(sql, _as_row(record))
+        record, plain = new_key(name, allowed_models, rpm, tpm, budget_usd, budget_period)
+        with self.engine.begin() as connection:
+            connection.execute(insert(api_keys), _as_row(record))
         return record, plain
 
     def list(self) -> builtins.list[ApiKey]:
-        return [_from_row(row) for row in self._fetch(f"{SELECT_KEYS} ORDER BY created_at, id")]
+        query = self._select().order_by(api_keys.c.created_at, api_keys.c.id)
+        with self.engine.connect() as connection:
+            return [_from_row(row) for row in connection.execute(query).all()]
 
     def _one(self, column: str, value: str) -> ApiKey | None:
-        rows = self._fetch(f"{SELECT_KEYS} WHERE {column} = {self.mark}", (value,))
-        return _from_row(rows[0]) if rows else None
+        with self.engine.connect() as connection:
+            row = connection.execute(self._select().where(api_keys.c[column] == value)).first()
+        return _from_row(row) if row is not None else None
 
     def get(self, key_id: str) -> ApiKey | None:
         return self._one("id", key_id)
@@ -233,60 +204,32 @@ class _SQLKeyStore(ConnectionHolder):
     def find_by_hash(self, key_hash: str) -> ApiKey | None:
         return self._one("key_hash", key_hash)
 
-    def set_enabled(self, key_id: str, enabled: bool) -> ApiKey:
-        sql = f"UPDATE api_keys SET enabled = {self.mark} WHERE id = {self.mark}"
-        _, changed = self._execute(sql, (enabled, key_id))
+    def _update(self, key_id: str, **values: Any) -> ApiKey:
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                update(api_keys).where(api_keys.c.id == key_id).values(**values)
+            ).rowcount
         key = self.get(key_id) if changed else None
         if key is None:
             raise NotFoundError(f"No API key {key_id!r}.", param="key_id", code="key_not_found")
         return key
 
-    def spend_by_key(self) -> dict[str, float]:
-        """USD spent per key, from the ledger's `usage` table when it is in this database."""
-        if not self._fetch(self.usage_exists_sql)[0][0]:
-            return {}
-        return {key_id: float(total or 0.0) for key_id, total in self._fetch(SPEND_SQL)}
+    def set_enabled(self, key_id: str, enabled: bool) -> ApiKey:
+        return self._update(key_id, enabled=enabled)
+
+    def set_budget(self, key_id: str, budget_usd: float | None, budget_period: str) -> ApiKey:
+        check_budget(budget_usd, budget_period)
+        return self._update(key_id, budget_usd=budget_usd, budget_period=budget_period)
+
+    def spend_by_key(self, now: float | None = None) -> dict[str, float]:
+        """USD each key has spent in its budget period under way (from `key_spend`)."""
+        spend = self.usage.current_spend(now)
+        return {key.id: spend.get((key.id, key.budget_period), 0.0) for key in self.list()}
+
+    def close(self) -> None:
+        self.engine.dispose()
 
 
-class SQLiteKeyStore(_SQLKeyStore):
-    backend = "sqlite"
-    usage_exists_sql = (
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'usage')"
-    )
-
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        ensure_parent_dir(path)
-        self.path = path
-
-    def _connect(self) -> Any:
-        if self._connection is None:
-            self._connection = connect_sqlite(self.path, KEY_SCHEMA)
-        return self._connection
-
-    def _transaction(self, connection: Any) -> AbstractContextManager[Any]:
-        return connection
-
-
-class PostgresKeyStore(_SQLKeyStore):
-    backend = "postgresql"
-    mark = "%s"
-    usage_exists_sql = "SELECT to_regclass('usage') IS NOT NULL"
-
-    def __init__(self, url: str) -> None:
-        super().__init__()
-        self.url = url
-
-    def _connect(self) -> Any:
-        if self._connection is None or self._connection.closed:
-            self._connection = connect_postgres(self.url, KEY_SCHEMA)
-        return self._connection
-
-    def _transaction(self, connection: Any) -> AbstractContextManager[Any]:
-        return connection.transaction()
-
-
-def open_key_store(url: str) -> KeyStore:
-    """The key store for a database URL (see `serve_app.accounting.db.parse_database_url`)."""
-    kind, target = parse_database_url(url)
-    return SQLiteKeyStore(target) if kind == "sqlite" else PostgresKeyStore(target)
+def open_key_store(url: str, auto_migrate: bool = True) -> KeyStore:
+    """A key store on its own engine (tools and tests; the ingress shares one engine)."""
+    return KeyStore(open_engine(url, auto_migrate))

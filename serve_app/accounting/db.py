@@ -1,64 +1,90 @@
-"""What the SQL stores (usage ledger, API keys) share: the database URL forms and one
-lock-guarded, lazily opened connection per store."""
+"""The one database that API keys, usage and running spend share: URL forms and the engine.
 
-import threading
+SQLAlchemy 2 Core with a connection pool, on SQLite (one node) or PostgreSQL through psycopg 3
+(any number of nodes). Stores are synchronous and thread-safe (each call checks a connection
+out of the pool); the ingress calls them from worker threads, never on the event loop.
+"""
+
 from pathlib import Path
 from typing import Any, Literal
 
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
 DatabaseKind = Literal["sqlite", "postgresql"]
+CONNECT_TIMEOUT_S = 5
 
 
-def parse_database_url(url: str) -> tuple[DatabaseKind, str]:
-    """`sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite://:memory:` -> a SQLite
-    path; `postgresql://…` / `postgres://…` -> the URL itself."""
-    if url.startswith("sqlite://"):
-        path = url.removeprefix("sqlite://")
-        return "sqlite", ":memory:" if path in ("", ":memory:") else path.removeprefix("/")
-    if url.startswith(("postgresql://", "postgres://")):
-        return "postgresql", url
-    raise ValueError(f"unsupported database url {url!r}: use sqlite:/// or postgresql://")
+class DatabaseUrlError(ValueError):
+    """A database URL that can't be used; the message never holds its password."""
 
 
-def ensure_parent_dir(path: str) -> None:
-    if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+def redact(url: str) -> str:
+    """The URL with its password replaced by ***, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "<unparseable url>"
 
 
-class ConnectionHolder:
-    """One connection, opened by the subclass's `_connect`, dropped after a failure so the
-    next call reconnects; every use holds `_lock` (stores are called from worker threads)."""
+def parse_database_url(url: str, setting: str = "ledger.url") -> tuple[DatabaseKind, URL]:
+    """`sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite://:memory:`, or
+    `postgresql://…` / `postgres://…` (psycopg 3) -> the kind and SQLAlchemy URL.
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._connection: Any = None
+    `setting` names where the URL came from (e.g. `LEDGER_URL`) in the error message."""
+    if url.startswith("sqlite://:memory:"):
+        url = "sqlite://"
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise DatabaseUrlError(
+            f"{setting} is not a database URL ({redact(url)}): "
+            "use sqlite:///path.db or postgresql://user:password@host:5432/db"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        return "sqlite", parsed
+    if parsed.get_backend_name() == "postgresql":
+        if not parsed.host and not parsed.query.get("host"):
+            raise DatabaseUrlError(f"{setting} ({redact(url)}) names no PostgreSQL host")
+        return "postgresql", parsed.set(drivername="postgresql+psycopg")
+    raise DatabaseUrlError(
+        f"{setting} uses an unsupported database ({parsed.get_backend_name()!r}): "
+        "use sqlite:/// or postgresql://"
+    )
 
-    def _drop_connection(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
 
-    def close(self) -> None:
-        with self._lock:
-            self._drop_connection()
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite:")
 
 
-def connect_sqlite(path: str, *statements: str) -> Any:
-    """A WAL-mode SQLite connection usable from worker threads, with the schema applied."""
-    import sqlite3
-
-    connection = sqlite3.connect(path, timeout=5, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")
-    for statement in statements:
-        connection.execute(statement)
-    return connection
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
 
 
-def connect_postgres(url: str, *statements: str) -> Any:
-    """A psycopg 3 connection (explicit transactions), with the schema applied."""
-    import psycopg
-
-    connection = psycopg.connect(url, connect_timeout=5, autocommit=False)
-    with connection.transaction():
-        for statement in statements:
-            connection.execute(statement)
-    return connection
+def create_db_engine(url: str, pool_size: int = 5, setting: str = "ledger.url") -> Engine:
+    """A pooled engine. SQLite files run in WAL mode (readers never wait for the writer);
+    `:memory:` keeps one shared connection (else every connection would be a new database)."""
+    kind, parsed = parse_database_url(url, setting)
+    if kind == "postgresql":
+        return create_engine(
+            parsed,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_timeout=10,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+        )
+    args = {"check_same_thread": False, "timeout": CONNECT_TIMEOUT_S}
+    if not parsed.database or parsed.database == ":memory:":
+        return create_engine("sqlite://", poolclass=StaticPool, connect_args=args)
+    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, connect_args=args)
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine

@@ -1,83 +1,117 @@
-"""Where usage records live: SQLite (default, one node) or PostgreSQL (multi-node clusters).
+"""Where usage records live, with the running spend per key that budgets read.
 
-Stores are synchronous and thread-safe; the ledger calls them from a worker thread.
+`UsageStore.write` inserts a batch of records and adds their cost to `key_spend` (per key, for
+each budget period under way) in the same transaction, so the spend a budget check reads is
+one indexed row, never a scan of `usage`. Synchronous and thread-safe (pooled connections);
+the ledger calls it from a worker thread.
 """
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from serve_app.accounting.db import (
-    ConnectionHolder,
-    connect_postgres,
-    connect_sqlite,
-    ensure_parent_dir,
-    parse_database_url,
-)
+from sqlalchemy import Engine, Insert, and_, case, func, insert, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 
-COLUMNS = (
-    "ts",
-    "request_id",
-    "key_id",
-    "model_id",
-    "provider",
-    "served_model",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "latency_ms",
-    "outcome",
-    "status",
-)
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS usage (
-    ts DOUBLE PRECISION NOT NULL,
-    request_id TEXT NOT NULL,
-    key_id TEXT NOT NULL,
-    model_id TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    served_model TEXT NOT NULL,
-    input_tokens INTEGER NOT NULL,
-    output_tokens INTEGER NOT NULL,
-    cost_usd DOUBLE PRECISION NOT NULL,
-    latency_ms DOUBLE PRECISION NOT NULL,
-    outcome TEXT NOT NULL,
-    status INTEGER NOT NULL
-)
-"""
-INDEX = "CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts)"
-SUMMARY_SQL = """
-SELECT provider, model_id, COUNT(*),
-       SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END),
-       SUM(input_tokens), SUM(output_tokens), SUM(cost_usd)
-FROM usage WHERE ts >= {p} AND ts < {p} {key_filter}
-GROUP BY provider, model_id ORDER BY provider, model_id
-"""
+from serve_app.accounting.db import create_db_engine
+from serve_app.accounting.migrate import ensure_schema
+from serve_app.accounting.schema import key_spend, usage
+from serve_app.contracts.budgets import BUDGET_PERIODS, period_start
 
-
-def summary_query(
-    mark: str, since: float | None, until: float | None, key_id: str | None
-) -> tuple[str, tuple[Any, ...]]:
-    """The usage summary SQL for a paramstyle mark, optionally for one key only."""
-    params: tuple[Any, ...] = (since or 0.0, until or FAR_FUTURE)
-    key_filter = ""
-    if key_id is not None:
-        key_filter, params = f"AND key_id = {mark}", (*params, key_id)
-    return SUMMARY_SQL.format(p=mark, key_filter=key_filter), params
-
-
+COLUMNS = tuple(column.name for column in usage.columns)
 FAR_FUTURE = 1e12
+SpendKey = tuple[str, str, float]  # key id, period, period start
 
 
-class UsageStore(Protocol):
-    backend: str
+def spend_increments(records: Iterable[Mapping[str, Any]]) -> dict[SpendKey, tuple[float, int]]:
+    """Cost and request count per (key, period, period start) of a batch of records."""
+    totals: dict[SpendKey, tuple[float, int]] = {}
+    for record in records:
+        for period in BUDGET_PERIODS:
+            spend_key = (record["key_id"], period, period_start(period, record["ts"]))
+            spent, count = totals.get(spend_key, (0.0, 0))
+            totals[spend_key] = (spent + float(record["cost_usd"]), count + 1)
+    return totals
 
-    def write(self, rows: Sequence[tuple[Any, ...]]) -> None: ...
+
+def upsert_spend(engine: Engine, totals: Mapping[SpendKey, tuple[float, int]]) -> Insert:
+    """One INSERT … ON CONFLICT DO UPDATE adding to the running sums (both dialects)."""
+    dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    statement = dialect_insert(key_spend)
+    return statement.on_conflict_do_update(
+        index_elements=["key_id", "period", "period_start"],
+        set_={
+            "spent_usd": key_spend.c.spent_usd + statement.excluded.spent_usd,
+            "requests": key_spend.c.requests + statement.excluded.requests,
+            "updated_at": statement.excluded.updated_at,
+        },
+    )
+
+
+class UsageStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.backend = engine.dialect.name
+
+    def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        records = [dict(zip(COLUMNS, row)) for row in rows]
+        totals = spend_increments(records)
+        now = time.time()
+        spend_rows = [
+            {
+                "key_id": key_id,
+                "period": period,
+                "period_start": start,
+                "spent_usd": spent,
+                "requests": count,
+                "updated_at": now,
+            }
+            for (key_id, period, start), (spent, count) in sorted(totals.items())
+        ]  # fmt: skip  (sorted: concurrent writers lock rows in one order, no deadlock)
+        with self.engine.begin() as connection:
+            connection.execute(insert(usage), records)
+            connection.execute(upsert_spend(self.engine, totals), spend_rows)
 
     def summarize(
         self, since: float | None, until: float | None, key_id: str | None = None
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[dict[str, Any]]:
+        query = (
+            select(
+                usage.c.provider,
+                usage.c.model_id,
+                func.count(),
+                func.sum(case((usage.c.outcome == "ok", 0), else_=1)),
+                func.sum(usage.c.input_tokens),
+                func.sum(usage.c.output_tokens),
+                func.sum(usage.c.cost_usd),
+            )
+            .where(usage.c.ts >= (since or 0.0), usage.c.ts < (until or FAR_FUTURE))
+            .group_by(usage.c.provider, usage.c.model_id)
+            .order_by(usage.c.provider, usage.c.model_id)
+        )
+        if key_id is not None:
+            query = query.where(usage.c.key_id == key_id)
+        with self.engine.connect() as connection:
+            return _summary_rows(connection.execute(query).all())
 
-    def close(self) -> None: ...
+    def current_spend(self, now: float | None = None) -> dict[tuple[str, str], float]:
+        """USD spent per (key id, period) in each period under way."""
+        now = time.time() if now is None else now
+        column = key_spend.c
+        current = [
+            and_(column.period == period, column.period_start == period_start(period, now))
+            for period in BUDGET_PERIODS
+        ]
+        query = select(key_spend.c.key_id, key_spend.c.period, key_spend.c.spent_usd).where(
+            or_(*current)
+        )
+        with self.engine.connect() as connection:
+            return {(k, p): float(s) for k, p, s in connection.execute(query).all()}
+
+    def close(self) -> None:
+        self.engine.dispose()
 
 
 def _summary_rows(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
@@ -95,79 +129,17 @@ def _summary_rows(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     ]
 
 
-class SQLiteStore(ConnectionHolder):
-    backend = "sqlite"
-
-    def __init__(self, path: str) -> None:
-        import sqlite3
-
-        super().__init__()
-        ensure_parent_dir(path)
-        self.path = path
-        self._sqlite3 = sqlite3
-
-    def _connect(self) -> Any:
-        if self._connection is None:
-            self._connection = connect_sqlite(self.path, SCHEMA, INDEX)
-        return self._connection
-
-    def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        marks = ", ".join("?" for _ in COLUMNS)
-        with self._lock:
-            connection = self._connect()
-            try:
-                with connection:
-                    connection.executemany(
-                        f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({marks})", rows
-                    )
-            except self._sqlite3.Error:
-                self._drop_connection()
-                raise
-
-    def summarize(
-        self, since: float | None, until: float | None, key_id: str | None = None
-    ) -> list[dict[str, Any]]:
-        with self._lock:
-            cursor = self._connect().execute(*summary_query("?", since, until, key_id))
-            return _summary_rows(cursor.fetchall())
+def open_engine(url: str, auto_migrate: bool = True, setting: str = "ledger.url") -> Engine:
+    """A pooled engine on a database whose schema fits this code (see `ensure_schema`)."""
+    engine = create_db_engine(url, setting=setting)
+    try:
+        ensure_schema(engine, auto_migrate, setting)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
 
 
-class PostgresStore(ConnectionHolder):
-    backend = "postgresql"
-
-    def __init__(self, url: str) -> None:
-        super().__init__()
-        self.url = url
-
-    def _connect(self) -> Any:
-        if self._connection is None or self._connection.closed:
-            self._connection = connect_postgres(self.url, SCHEMA, INDEX)
-        return self._connection
-
-    def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        marks = ", ".join("%s" for _ in COLUMNS)
-        with self._lock:
-            try:
-                connection = self._connect()
-                with connection.transaction(), connection.cursor() as cursor:
-                    cursor.executemany(
-                        f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({marks})", rows
-                    )
-            except Exception:
-                self._drop_connection()
-                raise
-
-    def summarize(
-        self, since: float | None, until: float | None, key_id: str | None = None
-    ) -> list[dict[str, Any]]:
-        with self._lock:
-            connection = self._connect()
-            with connection.transaction():
-                cursor = connection.execute(*summary_query("%s", since, until, key_id))
-                return _summary_rows(cursor.fetchall())
-
-
-def open_store(url: str) -> UsageStore:
-    """The usage store for a database URL (see `serve_app.accounting.db.parse_database_url`)."""
-    kind, target = parse_database_url(url)
-    return SQLiteStore(target) if kind == "sqlite" else PostgresStore(target)
+def open_store(url: str, auto_migrate: bool = True) -> UsageStore:
+    """A usage store on its own engine (tools and tests; the ingress shares one engine)."""
+    return UsageStore(open_engine(url, auto_migrate))

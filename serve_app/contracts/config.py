@@ -177,6 +177,13 @@ class IngressConfig(ReplicaConfig):
         2048, ge=-1, description="Requests waiting for an ingress replica; beyond it 503."
     )
     status_probe_timeout_s: float = Field(2.0, gt=0, description="Per-model probe in /ready.")
+    probe_interval_s: float = Field(
+        1.5,
+        ge=0.1,
+        le=60,
+        description="How often one background task per ingress replica asks the deployments "
+        "to describe themselves; /ready and /status answer from that snapshot.",
+    )
     fast_path: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Ray 2.60's HAProxy ingress (direct to the ingress replica, gRPC between "
@@ -310,13 +317,24 @@ class CommercialConfig(StrictModel):
 class LedgerConfig(StrictModel):
     url: str = Field(
         "sqlite:///data/usage.db",
-        description="sqlite:///relative/or//absolute/path.db or postgresql://user@host/db.",
+        description="sqlite:///relative/or//absolute/path.db or postgresql://user@host/db "
+        "(LEDGER_URL overrides). SQLite only where one ingress replica runs.",
+    )
+    url_env: str | None = Field(
+        None,
+        description="Environment variable that must hold the database URL: the start fails "
+        "when it is unset (production: LEDGER_URL).",
     )
     flush_interval_s: float = Field(1.0, gt=0, le=60, description="Batch writes this often.")
     max_buffer: int = Field(
         100_000, ge=100, description="Records kept in memory while the store is down."
     )
     batch_size: int = Field(500, ge=1, description="Most records written in one transaction.")
+    auto_migrate: bool | None = Field(
+        None,
+        description="Upgrade an older database schema at start (else refuse to start and "
+        "name `llm-gateway db upgrade`); unset: true in development only.",
+    )
 
 
 class AuthConfig(StrictModel):
@@ -325,7 +343,9 @@ class AuthConfig(StrictModel):
         "GATEWAY_ADMIN_KEY", description="Variable holding the admin key (admin routes)."
     )
     key_store_url: str | None = Field(
-        None, description="Where hashed keys live; defaults to the ledger's database."
+        None,
+        description="Deprecated: keys live in the ledger's database (ledger.url / LEDGER_URL); "
+        "when set it must be that same URL.",
     )
     cache_ttl_s: float = Field(
         5.0, gt=0, le=300, description="Keys, disables and spend are re-read this often."
@@ -343,6 +363,18 @@ class RateLimitConfig(StrictModel):
     key_tpm: int | None = Field(None, ge=1, description="Default tpm of a key without one.")
     ip_rpm: int | None = Field(None, ge=1, description="Requests per minute per client IP.")
     ip_tpm: int | None = Field(None, ge=1, description="Tokens per minute per client IP.")
+    timeout_ms: int = Field(
+        50, ge=1, le=10_000, description="Deadline of one call to the limiter store."
+    )
+    on_failure: Literal["closed", "open"] = Field(
+        "closed",
+        description="When the limiter store times out or is down: `closed` answers 503 "
+        "rate_limiter_unavailable with Retry-After; `open` lets the request through (no "
+        "rate limit, and no budget reservation: budgets are then checked from the ledger).",
+    )
+    failure_retry_after_s: float = Field(
+        1.0, gt=0, le=60, description="Retry-After of a 503 rate_limiter_unavailable."
+    )
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> "RateLimitConfig":
@@ -360,6 +392,9 @@ class SecurityConfig(StrictModel):
         description="CIDRs whose X-Forwarded-For / X-Forwarded-Proto are believed.",
     )
     hsts_max_age_s: int = Field(31_536_000, ge=0, description="Strict-Transport-Security.")
+    public_status: bool = Field(
+        False, description="Serve /api/v1/status without the admin key (it names every model)."
+    )
 
 
 class LoggingConfig(StrictModel):
@@ -411,6 +446,22 @@ class GatewayConfig(StrictModel):
                 raise ValueError(f"model id {alias!r} hides the alias of adapter {adapter.id!r}")
             seen.update({adapter.id, alias})
         return self
+
+    @model_validator(mode="after")
+    def _one_database(self) -> "GatewayConfig":
+        url = self.auth.key_store_url
+        if url is not None and url != self.ledger.url:
+            raise ValueError(
+                "auth.key_store_url must be the ledger's database (ledger.url / LEDGER_URL): "
+                "keys and spend live together; remove auth.key_store_url"
+            )
+        return self
+
+    def auto_migrate(self) -> bool:
+        """`ledger.auto_migrate`, else true in development only."""
+        if self.ledger.auto_migrate is not None:
+            return self.ledger.auto_migrate
+        return self.environment == "development"
 
     def local_ids(self) -> set[str]:
         """Ids of local models and adapters (adapters also answer as `<base>:<id>`)."""

@@ -24,8 +24,14 @@ BREAKER_STATUSES = frozenset({500, 502, 504})
 NEUTRAL_CODES = frozenset({"backpressure", "circuit_open", "adapter_unavailable"})
 
 
+def is_our_bug(error: GatewayError) -> bool:
+    """A 500 internal_error is a programming error of ours, not the upstream's health: it
+    neither trips a breaker nor starts a fallback."""
+    return error.error_type == "internal_error"
+
+
 def worth_a_fallback(error: GatewayError) -> bool:
-    return error.status_code in FALLBACK_STATUSES
+    return error.status_code in FALLBACK_STATUSES and not is_our_bug(error)
 
 
 @dataclass(slots=True)
@@ -100,7 +106,7 @@ class CircuitBreakers:
         breaker = self._breaker(deployment)
         if error is None:
             breaker.record_success()
-        elif error.code in NEUTRAL_CODES:
+        elif error.code in NEUTRAL_CODES or is_our_bug(error):
             breaker.release()
         elif error.status_code in BREAKER_STATUSES or error.code == "deployment_unavailable":
             breaker.record_failure(self.clock())

@@ -32,9 +32,10 @@ from serve_app.core.breakers import CircuitBreakers
 from serve_app.core.catalog import ModelCatalog, ModelRoute
 from serve_app.core.fallbacks import complete_with_fallbacks, stream_with_fallbacks
 from serve_app.core.handle_calls import call_with_deadline
+from serve_app.core.metrics import in_flight_until_accounted
 from serve_app.core.probes import DeploymentProbe
 from serve_app.core.stats import ModelCounters
-from serve_app.core.streaming import ChunkStream, open_stream
+from serve_app.core.streaming import ChunkStream, estimate_prompt_tokens, open_stream
 
 
 class Gateway:
@@ -100,8 +101,14 @@ class Gateway:
     ) -> tuple[ModelRoute, GenerationParams]:
         """`prepare` (limits, defaults) then admission (permission, budget, rate limits)."""
         route, params = self.prepare(model_id, ctx.request_id, **request)
-        await self.admission.admit(ctx, params)
+        await self.admission.admit(ctx, params, self.max_cost(route, params))
         return route, params
+
+    @staticmethod
+    def max_cost(route: ModelRoute, params: GenerationParams) -> float:
+        """The most a call may cost: the prompt estimate and `max_tokens`, at its prices
+        (what a budget reserves before the call)."""
+        return cost_usd(route.price, estimate_prompt_tokens(params), params.max_tokens)
 
     def check_prompt_length(self, chars: int) -> None:
         limit = self.config.ingress.max_prompt_chars
@@ -130,7 +137,7 @@ class Gateway:
         """One non-streamed generation (`request`: `prepare`'s keyword arguments)."""
         rid = request_id or ctx.request_id
         route, params = self.prepare(model_id, rid, **request)
-        await self.admission.admit(ctx, params)
+        await self.admission.admit(ctx, params, self.max_cost(route, params))
         used, output, latency_ms, cost = await complete_with_fallbacks(self, route, params, ctx)
         return self.shape_response(used, output, latency_ms, cost, rid, requested=route)
 
@@ -151,7 +158,8 @@ class Gateway:
         except GatewayError as error:
             account(route, params.request_id, ctx, started, None, error)
             raise
-        stream = open_stream(route, self.with_deadline(params, ctx), ctx, account)
+        tracked = in_flight_until_accounted(self.metrics, route.model_id, account)
+        stream = open_stream(route, self.with_deadline(params, ctx), ctx, tracked)
         try:
             first = await stream.first(timeout_s)
         except GatewayError as error:
@@ -204,6 +212,8 @@ class Gateway:
         except GatewayError as error:
             self.account(route, params.request_id, ctx, started, None, error, requested)
             raise
+        if self.metrics is not None:
+            self.metrics.request_started(route.model_id)
         try:
             output: GenerationOutput = await call_with_deadline(
                 route.handle.generate.remote(self.with_deadline(params, ctx)),
@@ -216,8 +226,13 @@ class Gateway:
             raise
         except asyncio.CancelledError:  # the client went away; the handle call is cancelled
             self.breakers.release(route.deployment)
-            self.account(route, params.request_id, ctx, started, CANCELLED, None, requested)
+            self.account(
+                route, params.request_id, ctx, started, cancelled(route, params), None, requested
+            )
             raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.request_finished(route.model_id)
         self.breakers.record(route.deployment, None)
         latency_ms, cost = self.account(
             route, params.request_id, ctx, started, output, None, requested
@@ -261,6 +276,7 @@ class Gateway:
         )
         if ctx.key is not None and self.admission.keys is not None and cost:
             self.admission.keys.add_spend(ctx.key.id, cost)
+        self.admission.settle(ctx, request_id, cost)
         ctx.log.update(
             model=requested or route.model_id,
             served_model=route.model_id,
@@ -280,6 +296,8 @@ class Gateway:
                 cost,
                 error.error_type if error else None,
             )
+            if error is not None and error.code == "provider_rate_limit":
+                self.metrics.record_rate_limited("provider")
         return latency_ms, cost
 
     async def generate_batch(
@@ -350,11 +368,20 @@ class Gateway:
         }
 
     async def close(self) -> None:
+        await self.probe.close()
         await self.ledger.close()
 
 
 CLIENT_CLOSED_STATUS = 499
 CANCELLED = GenerationOutput("", 0, 0, "cancelled")
+
+
+def cancelled(route: ModelRoute, params: GenerationParams) -> GenerationOutput:
+    """What a call the client abandoned is billed: a provider bills the prompt it received,
+    so a commercial call gets the estimate a stream cancelled before its first chunk gets."""
+    if route.model_type != "commercial":
+        return CANCELLED
+    return GenerationOutput("", estimate_prompt_tokens(params), 0, "cancelled")
 
 
 def _outcome(output: GenerationOutput | None, error: GatewayError | None) -> str:

@@ -4,6 +4,7 @@ Every failure a handle call can produce becomes a `GatewayError` here, in one pl
 """
 
 import asyncio
+import logging
 from typing import Any
 
 from ray import exceptions as ray_exceptions
@@ -16,6 +17,8 @@ from serve_app.contracts.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+
+logger = logging.getLogger("llm_gateway")
 
 
 def map_handle_error(exc: BaseException, deployment: str) -> GatewayError:
@@ -39,6 +42,9 @@ def map_handle_error(exc: BaseException, deployment: str) -> GatewayError:
             f"A replica of {deployment!r} failed while serving the request; retry it.",
             code="replica_failed",
         )
+    # Not a gateway error, not Ray's: a programming error (ours, or a deployment's). 500,
+    # logged here once with its traceback; no breaker counts it and no fallback starts.
+    logger.error("%s: unexpected error from a handle call", deployment, exc_info=exc)
     return InternalError("The gateway failed to serve the request.", code="internal_error")
 
 

@@ -58,6 +58,13 @@ GATEWAY_METRICS: tuple[MetricDef, ...] = (
         ("scope",),
     ),
     MetricDef(
+        "rate_limiter_failures_total",
+        "counter",
+        PREFIX + "rate_limiter_failures_total",
+        "Limiter store calls that timed out or failed; on_failure is closed (503) or open.",
+        ("on_failure",),
+    ),
+    MetricDef(
         "errors_total",
         "counter",
         PREFIX + "errors_total",
@@ -109,6 +116,10 @@ class GatewayMetrics(MetricSet):
         """A request refused by a rate limit; scope is one of RATE_LIMIT_SCOPES."""
         self.inc("rate_limit_rejections_total", 1, tags(scope=scope))
 
+    def record_limiter_failure(self, on_failure: str) -> None:
+        """A limiter call past its deadline or failed, and what was done (closed/open)."""
+        self.inc("rate_limiter_failures_total", 1, tags(on_failure=on_failure))
+
     def request_started(self, model: str) -> None:
         self._set_in_flight(model, self._in_flight.get(model, 0) + 1)
 
@@ -118,3 +129,17 @@ class GatewayMetrics(MetricSet):
     def _set_in_flight(self, model: str, count: int) -> None:
         self._in_flight[model] = count
         self.set("in_flight_requests", count, tags(model=model))
+
+
+def in_flight_until_accounted(metrics: Any, model: str, account: Any) -> Any:
+    """Count a stream in `in_flight_requests` from now until `account` runs (once, when the
+    stream ends however it ends); `account` itself when there are no metrics."""
+    if metrics is None:
+        return account
+    metrics.request_started(model)
+
+    def finished(*args: Any, **kwargs: Any) -> Any:
+        metrics.request_finished(model)
+        return account(*args, **kwargs)
+
+    return finished

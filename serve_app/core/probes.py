@@ -2,6 +2,9 @@
 
 Deployments are asked (with a short deadline) to describe themselves; a deployment that
 does not answer is reported as not ready with the reason, and nothing else is affected.
+`/ready`, `/status` and the model listing read a snapshot that one background task per
+ingress replica refreshes every `ingress.probe_interval_s`: a flood of probes costs no
+`describe` call and takes no model request slot.
 """
 
 import asyncio
@@ -26,6 +29,37 @@ class DeploymentProbe:
         self.catalog = catalog
         self.handles = dict(handles)
         self._metadata: dict[str, dict[str, Any]] = {}
+        self._snapshot: dict[str, dict[str, Any]] | None = None
+        self._snapshot_ready = asyncio.Event()
+        self._refresher: asyncio.Task[None] | None = None
+        self.refreshes = 0  # describe_all rounds run (each: one describe per deployment)
+
+    async def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every deployment's last description; the first call starts the refresher and
+        waits for its first round."""
+        if self._refresher is None:
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+        if self._snapshot is None:
+            await self._snapshot_ready.wait()
+        assert self._snapshot is not None
+        return self._snapshot
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            try:
+                self._snapshot = await self.describe_all()
+                self.refreshes += 1
+            except Exception:  # our bug: logged with its traceback; the last snapshot stays
+                logger.exception("deployment probe round failed")
+                if self._snapshot is None:
+                    self._snapshot = {}
+            self._snapshot_ready.set()
+            await asyncio.sleep(self.config.ingress.probe_interval_s)
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            self._refresher = None
 
     @property
     def timeout_s(self) -> float:
@@ -92,8 +126,8 @@ class DeploymentProbe:
         return {}
 
     async def model_states(self, counters: Mapping[str, ModelCounters]) -> list[dict[str, Any]]:
-        """Each model's state (from its deployment) and this replica's counters."""
-        descriptions = await self.describe_all()
+        """Each model's state (from the snapshot) and this replica's counters."""
+        descriptions = await self.snapshot()
         states = []
         for route in self.catalog:
             counted = counters[route.model_id]
@@ -142,9 +176,9 @@ class DeploymentProbe:
         }
 
     async def list_models(self, model_type: str | None = None) -> list[dict[str, Any]]:
-        descriptions = await self.describe_all()
+        descriptions = await self.snapshot()
         return [
-            self.model_info(route, descriptions[route.deployment])
+            self.model_info(route, descriptions.get(route.deployment, {}))
             for route in self.catalog
             if model_type is None or route.model_type == model_type
         ]
@@ -156,7 +190,8 @@ class DeploymentProbe:
     async def readiness(self) -> tuple[bool, dict[str, str]]:
         """Ready when every local model deployment answers; providers never block readiness."""
         local = sorted({r.deployment for r in self.catalog if r.model_type == "fine_tuned"})
-        results = await asyncio.gather(*(self.describe(name) for name in local))
+        snapshot = await self.snapshot()
+        results = [snapshot.get(name, {"status": "unknown"}) for name in local]
         not_ready = {
             name: str(result.get("unavailable_reason"))
             for name, result in zip(local, results)

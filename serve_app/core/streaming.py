@@ -24,6 +24,12 @@ from serve_app.contracts.wire import (
 from serve_app.core.catalog import ModelRoute
 from serve_app.core.handle_calls import map_handle_error
 
+
+def estimate_prompt_tokens(params: GenerationParams) -> int:
+    """The prompt's tokens, estimated from its characters (at least 1)."""
+    return max(1, estimate_tokens(params.prompt_chars()))
+
+
 AccountFn = Callable[
     [ModelRoute, str, RequestContext, float, GenerationOutput | None, GatewayError | None],
     tuple[float, float],
@@ -59,7 +65,7 @@ class StreamResult:
             chunks = sum(1 for piece in self.text if piece)
             self.output_tokens = max(chunks, estimate_tokens(len(text)))
         if not self.input_tokens:
-            self.input_tokens = max(1, estimate_tokens(params.prompt_chars()))
+            self.input_tokens = estimate_prompt_tokens(params)
 
     def output(self) -> GenerationOutput:
         return GenerationOutput(

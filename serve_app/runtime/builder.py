@@ -5,6 +5,7 @@ after the model id), one autoscaled proxy per commercial provider, the shared ra
 and the FastAPI ingress holding a handle to each model and provider deployment.
 """
 
+import logging
 from typing import Any
 
 from ray import serve
@@ -17,6 +18,7 @@ from serve_app.contracts.config import AdapterConfig, GatewayConfig, LocalModelC
 from serve_app.runtime.config_check import validate_args
 from serve_app.runtime.ingress import GatewayIngress
 
+logger = logging.getLogger("ray.serve")
 INGRESS_NAME = "Gateway"
 LIMITER_NAME = "RateLimiter"
 LIMITER_OPTIONS: dict[str, Any] = {
@@ -87,5 +89,23 @@ def bind_graph(config: GatewayConfig) -> Application:
     return ingress.bind(config.model_dump(mode="json"), handles, ingress_limiter)
 
 
+def running_proxy_location() -> str | None:
+    """The proxy_location of the Serve instance this app is deployed to (it decides whether
+    several nodes run an ingress), or None when it can't be told (no Serve running yet)."""
+    import ray
+    from ray.serve.context import _get_global_client
+
+    if not ray.is_initialized():
+        return None
+    try:
+        client = _get_global_client(raise_if_no_controller_running=False)
+        details = client.get_serve_details() if client is not None else {}
+    except Exception as exc:  # best effort: the replica-count checks still apply
+        logger.info("Serve's proxy_location is unknown at build time: %r", exc)
+        return None
+    location = details.get("proxy_location")
+    return str(getattr(location, "value", location)) if location else None
+
+
 def build_app(args: dict[str, Any]) -> Application:
-    return bind_graph(validate_args(args))
+    return bind_graph(validate_args(args, proxy_location=running_proxy_location()))

@@ -22,7 +22,12 @@ from serve_app.contracts.config import (
     GatewayConfig,
     LocalModelConfig,
 )
-from serve_app.runtime.settings import apply_environment, production_problems
+from serve_app.runtime.settings import (
+    DEFAULT_PROXY_LOCATION,
+    apply_environment,
+    ledger_url_problem,
+    production_problems,
+)
 
 BUILDER_IMPORT_PATH = "serve_app.builder:build_app"
 
@@ -64,6 +69,7 @@ def validate_args(
     args: dict[str, Any],
     source: str | None = None,
     environ: Mapping[str, str] | None = None,
+    proxy_location: str | None = None,
 ) -> GatewayConfig:
     """Validate the args (with the environment's settings applied), refuse unsafe production
     settings, and resolve the commercial catalog (shipped defaults + overrides)."""
@@ -72,12 +78,18 @@ def validate_args(
         config = GatewayConfig.model_validate(apply_environment(args, environ))
     except ValidationError as exc:
         raise describe_errors(exc, source or guess_source()) from None
-    problems = production_problems(config, environ)
+    problems = production_problems(config, environ, proxy_location)
+    url_problem = ledger_url_problem(config, environ)
+    if url_problem:
+        problems.insert(0, url_problem)
     if problems:
         where = source or guess_source()
+        context = "refusing to start" + (
+            " in production" if config.environment == "production" else ""
+        )
         raise ConfigError(
-            "refusing to start in production:\n  - " + "\n  - ".join(problems),
-            [f"{where}: refusing to start in production: {problem}" for problem in problems],
+            f"{context}:\n  - " + "\n  - ".join(problems),
+            [f"{where}: {context}: {problem}" for problem in problems],
         )
     if config.commercial is not None:
         commercial = resolve_catalog(config.commercial)
@@ -134,7 +146,8 @@ def check_file(path: Path, environ: Mapping[str, str] | None = None) -> list[Gat
         if application.get("import_path") != BUILDER_IMPORT_PATH:
             continue
         source = f"{path} (applications[{index}].args)"
-        configs.append(validate_args(application.get("args") or {}, source, environ))
+        location = document.get("proxy_location", DEFAULT_PROXY_LOCATION)
+        configs.append(validate_args(application.get("args") or {}, source, environ, location))
     if not configs:
         raise ConfigError(f"{path}: no application imports {BUILDER_IMPORT_PATH}")
     return configs

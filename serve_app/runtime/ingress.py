@@ -12,7 +12,9 @@ from fastapi import FastAPI
 
 from serve_app.access.admission import Admission, HandleLimiter, Limiter
 from serve_app.access.key_cache import KeyCache
-from serve_app.access.key_store import open_key_store
+from serve_app.access.key_store import KeyStore
+from serve_app.accounting.ledger import Ledger
+from serve_app.accounting.usage_store import UsageStore, open_engine
 from serve_app.contracts.config import GatewayConfig
 from serve_app.core.gateway import Gateway
 from serve_app.http.app import create_app
@@ -54,17 +56,23 @@ class GatewayIngress:
         route_gateway_logs(gateway_config.logging.level)
         # Set (before Ray started) by serve_app.runtime.launch when the fast HTTP path is on.
         self.behind_haproxy = os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
+        # One pooled engine: keys, usage and running spend share the database. Its schema is
+        # checked (and upgraded when ledger.auto_migrate) before the replica serves.
+        engine = open_engine(gateway_config.ledger.url, gateway_config.auto_migrate())
+        ledger = Ledger(gateway_config.ledger, UsageStore(engine))
         keys = None
         if gateway_config.auth.enabled:
-            url = gateway_config.auth.key_store_url or gateway_config.ledger.url
-            keys = KeyCache(open_key_store(url), ttl_s=gateway_config.auth.cache_ttl_s)
+            keys = KeyCache(KeyStore(engine), ttl_s=gateway_config.auth.cache_ttl_s)
+            ledger.on_written = keys.written
         else:
             logger.warning("auth is disabled: every caller may use every model (demo only)")
         metrics = make_metrics()
         admission = Admission(
             gateway_config, keys, make_limiter(gateway_config, limiter), metrics=metrics
         )
-        self.gateway = Gateway(gateway_config, handles, admission=admission, metrics=metrics)
+        self.gateway = Gateway(
+            gateway_config, handles, ledger=ledger, admission=admission, metrics=metrics
+        )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(self.gateway, behind_serve_proxy=True, behind_haproxy=self.behind_haproxy)

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from serve_app.access.key_store import KeyStore, open_key_store
+from serve_app.accounting.migrate import SchemaError
+from serve_app.contracts.budgets import BUDGET_PERIODS
 from serve_app.contracts.errors import GatewayError
 
 DEFAULT_DB = "sqlite:///data/usage.db"
@@ -36,6 +38,12 @@ def _parser(default_db: str) -> argparse.ArgumentParser:
     create.add_argument("--rpm", type=int, default=None, help="requests per minute")
     create.add_argument("--tpm", type=int, default=None, help="tokens per minute")
     create.add_argument("--budget", type=float, default=None, help="spend limit in USD")
+    create.add_argument(
+        "--budget-period",
+        default="total",
+        choices=BUDGET_PERIODS,
+        help="the budget's window: total, or UTC daily/weekly/monthly (default: total)",
+    )
     commands.add_parser("list", help="list keys (never the keys themselves)")
     for command in ("disable", "enable"):
         sub = commands.add_parser(command, help=f"{command} a key")
@@ -46,7 +54,9 @@ def _parser(default_db: str) -> argparse.ArgumentParser:
 def _run(store: KeyStore, args: argparse.Namespace) -> Any:
     if args.command == "create":
         models = [model.strip() for model in args.models.split(",") if model.strip()]
-        record, plain = store.create(args.name, models, args.rpm, args.tpm, args.budget)
+        record, plain = store.create(
+            args.name, models, args.rpm, args.tpm, args.budget, args.budget_period
+        )
         print("Store this key now: it is not shown again.", file=sys.stderr)
         return {**record.public(), "key": plain}
     if args.command == "list":
@@ -62,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SchemaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         result = _run(store, args)
     except GatewayError as exc:

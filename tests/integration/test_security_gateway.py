@@ -20,6 +20,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 def secure_args(fake: FakeProvider, db: Path, redis_url: str | None) -> dict[str, Any]:
     limits: dict[str, Any] = {"backend": "redis", "redis_url": redis_url} if redis_url else {}
+    limits["timeout_ms"] = 2000  # 2 busy cores shared with other test runs; production: 50
     return {
         "environment": "testing",
         "auth": {"enabled": True, "cache_ttl_s": 1},
@@ -35,7 +36,7 @@ def secure_args(fake: FakeProvider, db: Path, redis_url: str | None) -> dict[str
             },
             "anthropic": {"enabled": False},
         },
-        "ledger": {"url": f"sqlite:///{db}", "flush_interval_s": 0.2},
+        "ledger": {"url": f"sqlite:///{db}", "flush_interval_s": 0.2, "auto_migrate": True},
     }
 
 

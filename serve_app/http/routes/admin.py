@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from serve_app.access.auth import RequestContext
 from serve_app.access.key_cache import KeyCache
+from serve_app.contracts.budgets import BudgetPeriod
 from serve_app.contracts.errors import PermissionDeniedError
 from serve_app.core.gateway import Gateway
 from serve_app.http.routes.commercial import epoch, usage_report
@@ -23,7 +24,23 @@ class CreateKeyRequest(WireModel):
     allowed_models: list[str] = Field(default_factory=list, description="Empty = all models.")
     rpm: int | None = Field(None, ge=1)
     tpm: int | None = Field(None, ge=1)
-    budget_usd: float | None = Field(None, ge=0)
+    budget_usd: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="Spend limit in USD per budget_period."
+    )
+    budget_period: BudgetPeriod = Field(
+        "total", description="total, or a UTC calendar window: daily, weekly, monthly."
+    )
+
+
+class BudgetRequest(WireModel):
+    budget_usd: float | None = Field(
+        description="Spend limit in USD per budget_period; null: no budget.",
+        ge=0,
+        allow_inf_nan=False,
+    )
+    budget_period: BudgetPeriod = Field(
+        "total", description="total, or a UTC calendar window: daily, weekly, monthly."
+    )
 
 
 def admin_keys(gateway: Gateway, ctx: RequestContext) -> KeyCache:
@@ -40,7 +57,7 @@ async def create_key(
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
     record, plain = await admin_keys(gateway, ctx).create(
-        body.name, body.allowed_models, body.rpm, body.tpm, body.budget_usd
+        body.name, body.allowed_models, body.rpm, body.tpm, body.budget_usd, body.budget_period
     )
     return json_response({**record.public(), "key": plain}, 201)
 
@@ -60,6 +77,20 @@ async def disable_key(
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
     return json_response((await admin_keys(gateway, ctx).disable(key_id)).public())
+
+
+@router.post("/admin/keys/{key_id}/budget", responses=ERRORS)
+async def set_budget(
+    key_id: str,
+    body: BudgetRequest,
+    gateway: Gateway = Depends(get_gateway),
+    ctx: RequestContext = Depends(get_context),
+) -> Response:
+    """Change a key's budget and period (the admin view shows `budget_reset_at`)."""
+    keys = admin_keys(gateway, ctx)
+    return json_response(
+        (await keys.set_budget(key_id, body.budget_usd, body.budget_period)).public()
+    )
 
 
 @router.post("/admin/keys/{key_id}/enable", responses=ERRORS)

@@ -80,7 +80,11 @@ async def ready(gateway: Gateway = Depends(get_gateway)) -> Response:
 
 
 @router.get("/status", response_model=StatusResponse)
-async def status(gateway: Gateway = Depends(get_gateway)) -> Response:
+async def status(request: Request, gateway: Gateway = Depends(get_gateway)) -> Response:
+    """Admin only (with auth on), unless `security.public_status`."""
+    config = gateway.config
+    if config.auth.enabled and not config.security.public_status:
+        (await get_context(request)).require_admin()
     return json_response(await gateway.status())
 
 

@@ -6,6 +6,7 @@ import json
 import re
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,12 @@ import pytest
 from serve_app.access.key_cache import KeyCache
 from serve_app.access.key_store import (
     ApiKey,
-    PostgresKeyStore,
-    SQLiteKeyStore,
+    KeyStore,
     generate_key,
     hash_key,
     open_key_store,
 )
-from serve_app.accounting.usage_store import COLUMNS, SCHEMA
+from serve_app.accounting.usage_store import open_store
 from serve_app.contracts.errors import (
     AuthenticationError,
     BudgetExceededError,
@@ -44,7 +44,7 @@ class FakeClock:
 class CountingStore:
     """A store wrapper that counts the reads the cache makes (and can fail them)."""
 
-    def __init__(self, store: SQLiteKeyStore) -> None:
+    def __init__(self, store: KeyStore) -> None:
         self.store = store
         self.list_calls = 0
         self.spend_calls = 0
@@ -76,7 +76,7 @@ def db(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(db: Path) -> Any:
-    store = SQLiteKeyStore(str(db))
+    store = open_key_store(f"sqlite:///{db}")
     yield store
     store.close()
 
@@ -87,18 +87,15 @@ def clock() -> FakeClock:
 
 
 def add_usage(db: Path, *costs: tuple[str, float]) -> None:
-    """Rows in the ledger's own `usage` table, in the same database as the keys."""
-    with sqlite3.connect(db) as connection:
-        connection.execute(SCHEMA)
-        marks = ", ".join("?" for _ in COLUMNS)
-        connection.executemany(
-            f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({marks})",
-            [
-                (1.0, f"req-{i}", key_id, "demo", "local", "demo", 1, 1, usd, 5.0, "ok", 200)
-                for i, (key_id, usd) in enumerate(costs)
-            ],
-        )
-    connection.close()
+    """Records written by the ledger's own store, in the same database as the keys."""
+    usage = open_store(f"sqlite:///{db}")
+    usage.write(
+        [
+            (time.time(), f"req-{i}", key_id, "demo", "local", "demo", 1, 1, usd, 5.0, "ok", 200)
+            for i, (key_id, usd) in enumerate(costs)
+        ]
+    )
+    usage.close()
 
 
 def test_generated_keys_are_random_and_hashed_with_sha256() -> None:
@@ -111,7 +108,7 @@ def test_generated_keys_are_random_and_hashed_with_sha256() -> None:
     assert len(hash_key(key)) == 64
 
 
-def test_store_round_trip(store: SQLiteKeyStore, db: Path) -> None:
+def test_store_round_trip(store: KeyStore, db: Path) -> None:
     record, plain = store.create("ci", ["demo", "gpt-4o-mini"], rpm=60, tpm=10_000, budget_usd=5)
     assert re.fullmatch(r"key_[0-9a-f]{12}", record.id)
     assert record.key_hash == hash_key(plain) and record.prefix == plain[3:11]
@@ -124,7 +121,7 @@ def test_store_round_trip(store: SQLiteKeyStore, db: Path) -> None:
 
     disabled = store.set_enabled(record.id, False)
     assert not disabled.enabled and disabled.id == record.id
-    reopened = SQLiteKeyStore(str(db))
+    reopened = open_key_store(f"sqlite:///{db}")
     assert reopened.get(record.id) == disabled
     assert reopened.set_enabled(record.id, True).enabled
     reopened.close()
@@ -133,7 +130,7 @@ def test_store_round_trip(store: SQLiteKeyStore, db: Path) -> None:
 
 
 def test_create_validates() -> None:
-    store = SQLiteKeyStore(":memory:")
+    store = open_key_store("sqlite://:memory:")
     with pytest.raises(InvalidRequestError):
         store.create("  ")
     with pytest.raises(InvalidRequestError):
@@ -143,7 +140,7 @@ def test_create_validates() -> None:
     assert store.list() == []
 
 
-def test_plain_key_is_never_stored(store: SQLiteKeyStore, db: Path) -> None:
+def test_plain_key_is_never_stored(store: KeyStore, db: Path) -> None:
     _, plain = store.create("ci", ["demo"])
     secret = plain.removeprefix("gw-")
     with sqlite3.connect(db) as connection:
@@ -156,7 +153,7 @@ def test_plain_key_is_never_stored(store: SQLiteKeyStore, db: Path) -> None:
 
 
 def test_allows_and_public() -> None:
-    store = SQLiteKeyStore(":memory:")
+    store = open_key_store("sqlite://:memory:")
     everything, _ = store.create("all")
     only_demo, _ = store.create("demo", ["demo"])
     assert everything.allows("demo") and everything.allows("gpt-4o-mini")
@@ -169,23 +166,26 @@ def test_allows_and_public() -> None:
 def test_open_key_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     relative = open_key_store("sqlite:///rel/keys.db")
-    assert isinstance(relative, SQLiteKeyStore) and relative.path == "rel/keys.db"
+    assert relative.backend == "sqlite" and (tmp_path / "rel/keys.db").exists()
     absolute = open_key_store(f"sqlite:///{tmp_path}/abs.db")
-    assert isinstance(absolute, SQLiteKeyStore) and absolute.path == f"{tmp_path}/abs.db"
+    assert absolute.backend == "sqlite" and (tmp_path / "abs.db").exists()
     memory = open_key_store("sqlite://:memory:")
-    assert isinstance(memory, SQLiteKeyStore) and memory.path == ":memory:"
-    assert isinstance(open_key_store("postgresql://u@h/db"), PostgresKeyStore)
+    assert memory.backend == "sqlite" and memory.list() == []
     with pytest.raises(ValueError):
         open_key_store("mysql://u@h/db")
 
 
-def test_spend_by_key_reads_the_ledger_usage_table(store: SQLiteKeyStore, db: Path) -> None:
-    assert store.spend_by_key() == {}  # no usage table yet
-    add_usage(db, ("key_a", 0.25), ("key_a", 0.5), ("key_b", 1.0))
-    assert store.spend_by_key() == {"key_a": 0.75, "key_b": 1.0}
+def test_spend_by_key_reads_the_running_spend_table(store: KeyStore, db: Path) -> None:
+    a, _ = store.create("a", budget_usd=1)
+    b, _ = store.create("b", budget_usd=1, budget_period="daily")
+    assert store.spend_by_key() == {a.id: 0.0, b.id: 0.0}
+    add_usage(db, (a.id, 0.25), (a.id, 0.5), (b.id, 1.0))
+    assert store.spend_by_key() == {a.id: 0.75, b.id: 1.0}
+    tomorrow = time.time() + 86_400
+    assert store.spend_by_key(now=tomorrow) == {a.id: 0.75, b.id: 0.0}  # a daily budget resets
 
 
-async def test_authenticate(store: SQLiteKeyStore, clock: FakeClock) -> None:
+async def test_authenticate(store: KeyStore, clock: FakeClock) -> None:
     cache = KeyCache(store, ttl_s=TTL, clock=clock)
     record, plain = store.create("ci")
     off, off_plain = store.create("off")
@@ -201,12 +201,12 @@ async def test_authenticate(store: SQLiteKeyStore, clock: FakeClock) -> None:
 
 
 async def test_keys_from_other_replicas_appear_after_refresh(
-    store: SQLiteKeyStore, db: Path, clock: FakeClock
+    store: KeyStore, db: Path, clock: FakeClock
 ) -> None:
     cache = KeyCache(store, ttl_s=TTL, clock=clock)
     first, first_plain = store.create("first")
     await cache.authenticate(first_plain)
-    other = SQLiteKeyStore(str(db))  # another replica's store on the same database
+    other = open_key_store(f"sqlite:///{db}")  # another replica's store on the same database
     _, second_plain = other.create("second")
     clock.now += TTL / 8  # inside the early-refresh window: not seen yet
     with pytest.raises(AuthenticationError):
@@ -223,9 +223,7 @@ async def test_keys_from_other_replicas_appear_after_refresh(
     other.close()
 
 
-async def test_bad_key_flood_reads_the_store_boundedly(
-    store: SQLiteKeyStore, clock: FakeClock
-) -> None:
+async def test_bad_key_flood_reads_the_store_boundedly(store: KeyStore, clock: FakeClock) -> None:
     counting = CountingStore(store)
     cache = KeyCache(counting, ttl_s=TTL, clock=clock)
     _, plain = store.create("ci")
@@ -249,7 +247,7 @@ async def test_bad_key_flood_reads_the_store_boundedly(
 
 
 async def test_known_keys_are_answered_while_a_reload_is_in_flight(
-    store: SQLiteKeyStore, clock: FakeClock
+    store: KeyStore, clock: FakeClock
 ) -> None:
     counting = CountingStore(store)
     cache = KeyCache(counting, ttl_s=TTL, clock=clock)
@@ -270,7 +268,7 @@ async def test_known_keys_are_answered_while_a_reload_is_in_flight(
 
 
 async def test_cache_create_and_disable_are_visible_at_once(
-    store: SQLiteKeyStore, clock: FakeClock
+    store: KeyStore, clock: FakeClock
 ) -> None:
     counting = CountingStore(store)
     cache = KeyCache(counting, ttl_s=TTL, clock=clock)
@@ -287,7 +285,7 @@ async def test_cache_create_and_disable_are_visible_at_once(
         await cache.disable("key_missing")
 
 
-async def test_store_outage(store: SQLiteKeyStore, clock: FakeClock) -> None:
+async def test_store_outage(store: KeyStore, clock: FakeClock) -> None:
     counting = CountingStore(store)
     cache = KeyCache(counting, ttl_s=TTL, clock=clock)
     _, plain = store.create("ci")
@@ -303,7 +301,7 @@ async def test_store_outage(store: SQLiteKeyStore, clock: FakeClock) -> None:
 
 
 async def test_budget_uses_ledger_spend_plus_local_increments(
-    store: SQLiteKeyStore, db: Path, clock: FakeClock
+    store: KeyStore, db: Path, clock: FakeClock
 ) -> None:
     counting = CountingStore(store)
     cache = KeyCache(counting, ttl_s=TTL, clock=clock)
@@ -320,10 +318,15 @@ async def test_budget_uses_ledger_spend_plus_local_increments(
     assert exceeded.value.code == "budget_exceeded" and exceeded.value.status_code == 402
     assert counting.spend_calls == 1
 
-    add_usage(db, (key.id, 0.5))  # the ledger flushed it: counted once after the refresh
-    clock.now += TTL
+    add_usage(db, (key.id, 0.5))  # the ledger wrote it ...
+    cache.written({key.id: 0.5})  # ... and said so: still counted once before the refresh
     assert await cache.spent(key.id) == pytest.approx(1.1)
+    clock.now += TTL
+    assert await cache.spent(key.id) == pytest.approx(1.1)  # and once after it
     assert counting.spend_calls == 2
+    cache.add_spend(key.id, 0.25)  # not written yet: a refresh does not forget it
+    clock.now += TTL
+    assert await cache.spent(key.id) == pytest.approx(1.35)
 
 
 def test_cli_create_list_disable(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -333,7 +336,7 @@ def test_cli_create_list_disable(db: Path, capsys: pytest.CaptureFixture[str]) -
     created = json.loads(capsys.readouterr().out)
     assert created["key"].startswith("gw-") and created["allowed_models"] == ["demo", "gpt-4o-mini"]
     assert (created["rpm"], created["tpm"], created["budget_usd"]) == (60, 10000, 5.0)
-    store = SQLiteKeyStore(str(db))
+    store = open_key_store(f"sqlite:///{db}")
     key = asyncio.run(KeyCache(store).authenticate(created["key"]))
     assert key.id == created["id"]
 
@@ -358,5 +361,5 @@ def test_cli_defaults_to_ledger_url(
     monkeypatch.setenv("LEDGER_URL", f"sqlite:///{db}")
     assert main(["create", "--name", "from-env"]) == 0
     created = json.loads(capsys.readouterr().out)
-    assert SQLiteKeyStore(str(db)).get(created["id"]) is not None
+    assert open_key_store(f"sqlite:///{db}").get(created["id"]) is not None
     assert main(["--db", "mysql://nope", "list"]) == 2

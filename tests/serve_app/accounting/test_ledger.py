@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from serve_app.accounting.ledger import Ledger, UsageRecord, as_row
-from serve_app.accounting.usage_store import SQLiteStore
+from serve_app.accounting.usage_store import UsageStore, open_engine
 from serve_app.contracts.config import LedgerConfig
 
 
@@ -38,11 +38,11 @@ def test_record_only_buffers_and_close_flushes_everything(tmp_path: Path) -> Non
     assert pending == 0 and rows(path) == 1200
 
 
-class FlakyStore(SQLiteStore):
+class FlakyStore(UsageStore):
     """A real SQLite store that fails while `down` is set."""
 
     def __init__(self, path: str) -> None:
-        super().__init__(path)
+        super().__init__(open_engine(f"sqlite:///{path}"))
         self.down = True
 
     def write(self, batch: Any) -> None:
@@ -76,7 +76,7 @@ def test_store_failure_keeps_records_reports_degraded_and_recovers(tmp_path: Pat
 
 
 def test_summary_filters_by_time_and_key(tmp_path: Path) -> None:
-    store = SQLiteStore(str(tmp_path / "usage.db"))
+    store = UsageStore(open_engine(f"sqlite:///{tmp_path / 'usage.db'}"))
     now = time.time()
     old = UsageRecord(
         now - 3600, "old", "key_2", "m", "anthropic", "m", 1, 1, 1.0, 1.0, "upstream_error", 502
@@ -111,3 +111,17 @@ def test_records_in_a_hanging_write_still_count_as_pending(tmp_path: Path) -> No
         return seen
 
     assert set(asyncio.run(scenario())) == {5}
+
+
+def test_written_costs_are_reported_per_key(tmp_path: Path) -> None:
+    async def scenario() -> list[dict[str, float]]:
+        ledger = Ledger(LedgerConfig(url=f"sqlite:///{tmp_path}/w.db", flush_interval_s=60))
+        told: list[dict[str, float]] = []
+        ledger.on_written = told.append
+        for index in range(3):
+            ledger.record(record(index, cost=0.25))
+        await ledger.flush()
+        await ledger.close()
+        return told
+
+    assert asyncio.run(scenario()) == [{"key_1": 0.75}]

@@ -12,15 +12,55 @@ CONFIGS = sorted(Path(__file__).parents[3].joinpath("configs").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_validate(path: Path) -> None:
-    assert check_file(path, {"GATEWAY_ADMIN_KEY": "admin-secret"})
+    environ = {"GATEWAY_ADMIN_KEY": "admin-secret", "LEDGER_URL": "postgresql://gw:pw@db/gw"}
+    assert check_file(path, environ)
+
+
+PG = "postgresql://gateway:hunter2@db.internal:5432/gateway"
+
+
+def test_production_needs_one_database_from_ledger_url() -> None:
+    production = CONFIGS[[p.name for p in CONFIGS].index("production.yaml")]
+    with pytest.raises(ConfigError, match="LEDGER_URL is not set"):
+        check_file(production, {"GATEWAY_ADMIN_KEY": "k"})
+    with pytest.raises(ConfigError, match="LEDGER_URL is SQLite") as error:
+        check_file(production, {"GATEWAY_ADMIN_KEY": "k", "LEDGER_URL": "sqlite:////x.db"})
+    assert "num_replicas is 2" in str(error.value) and "EveryNode" in str(error.value)
+    bad = "mysql://gateway:hunter2@db/gw"
+    with pytest.raises(ConfigError, match="LEDGER_URL") as error:
+        check_file(production, {"GATEWAY_ADMIN_KEY": "k", "LEDGER_URL": bad})
+    assert "hunter2" not in str(error.value)
+    (config,) = check_file(production, {"GATEWAY_ADMIN_KEY": "k", "LEDGER_URL": PG})
+    assert config.ledger.url == PG and config.auto_migrate() is False
+
+
+def test_sqlite_is_refused_in_production_with_several_ingresses() -> None:
+    base = {"environment": "production", "ledger": {"url": "sqlite:///x.db"}}
+    env = {"GATEWAY_ADMIN_KEY": "k"}
+    validate_args(base, "x", env, proxy_location="HeadOnly")  # one ingress: allowed
+    for args, location, reason in (
+        ({**base, "ingress": {"num_replicas": 3}}, "HeadOnly", "num_replicas is 3"),
+        ({**base, "ingress": {"autoscaling": {"max_replicas": 2}}}, None, "autoscaling"),
+        (base, "EveryNode", "EveryNode"),
+    ):
+        with pytest.raises(ConfigError, match=reason):
+            validate_args(args, "x", env, proxy_location=location)
+    validate_args({**base, "environment": "development"}, "x", {}, proxy_location="EveryNode")
+
+
+def test_key_store_url_must_be_the_ledger_database() -> None:
+    with pytest.raises(ConfigError, match="key_store_url"):
+        validate_args({"auth": {"key_store_url": "sqlite:///keys.db"}}, "x", {})
+    same = validate_args({"auth": {"key_store_url": "sqlite:///data/usage.db"}}, "x", {})
+    assert same.ledger.url == "sqlite:///data/usage.db"
 
 
 def test_production_refuses_unsafe_settings_naming_them() -> None:
     production = CONFIGS[[p.name for p in CONFIGS].index("production.yaml")]
     with pytest.raises(ConfigError, match="GATEWAY_ADMIN_KEY"):
-        check_file(production, {})
+        check_file(production, {"LEDGER_URL": PG})
     with pytest.raises(ConfigError, match="CORS_ORIGINS"):
-        check_file(production, {"GATEWAY_ADMIN_KEY": "k", "CORS_ORIGINS": "*"})
+        check_file(production, {"GATEWAY_ADMIN_KEY": "k", "CORS_ORIGINS": "*", "LEDGER_URL": PG})
     with pytest.raises(ConfigError, match=r"auth\.enabled"):
         validate_args(
             {"environment": "production", "auth": {"enabled": False}},

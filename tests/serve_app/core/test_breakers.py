@@ -30,7 +30,6 @@ THRESHOLD = 3
 COOLDOWN_S = 30.0
 UPSTREAM_FAILURES = [
     UpstreamError("bad gateway"),
-    InternalError("internal"),
     UpstreamTimeoutError("slow"),
 ]
 
@@ -173,7 +172,7 @@ def test_breakers_are_per_deployment() -> None:
     [
         (RateLimitError("x"), True),
         (UpstreamRateLimitError("x"), True),
-        (InternalError("x"), True),
+        (InternalError("x"), False),  # our own bug: another model would not help
         (UpstreamError("x"), True),
         (ServiceUnavailableError("x", code="circuit_open"), True),
         (UpstreamTimeoutError("x"), True),
@@ -255,3 +254,9 @@ async def test_the_gateways_own_deadline_does_count_against_the_circuit() -> Non
         assert rig.gateway.breakers.snapshot()["openai"]["state"] == "open"
     finally:
         await rig.close()
+
+
+def test_our_own_bugs_never_open_a_circuit() -> None:
+    subject, _ = breakers()
+    fail(subject, THRESHOLD * 3, InternalError("a TypeError in our code"))
+    assert not is_open(subject) and state(subject) == "closed"

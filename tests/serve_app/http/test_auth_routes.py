@@ -173,3 +173,51 @@ def test_forwarded_for_lines_are_joined_and_only_trusted_hops_skipped() -> None:
     # the client's own (spoofable) first line does not win: the proxy's appended line does
     assert client_ip("10.1.1.1", joined.decode(), trusted) == "203.0.113.7"
     assert client_ip("8.8.8.8", joined.decode(), trusted) == "8.8.8.8"  # untrusted peer
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"budget_usd": -1},
+        {"budget_usd": "inf"},
+        {"budget_usd": "NaN"},
+        {"budget_period": "yearly"},
+        {"budget_period": -1},
+    ],
+)
+def test_budget_fields_refuse_negative_non_finite_and_unknown_values(
+    client: TestClient, bad: dict[str, Any]
+) -> None:
+    response = client.post("/api/v1/admin/keys", json={"name": "b", **bad}, headers=ADMIN)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] in ("budget_usd", "budget_period")
+    created = create_key(client)
+    response = client.post(f"/api/v1/admin/keys/{created['id']}/budget", json=bad, headers=ADMIN)
+    assert response.status_code == 400, response.text
+
+
+def test_an_overflowing_budget_is_refused(client: TestClient) -> None:
+    raw = '{"name": "b", "budget_usd": 1e400}'  # JSON that parses to infinity
+    headers = {**ADMIN, "content-type": "application/json"}
+    response = client.post("/api/v1/admin/keys", content=raw, headers=headers)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "budget_usd"
+
+
+def test_budget_period_and_reset_in_the_admin_view(client: TestClient) -> None:
+    monthly = create_key(client, budget_usd=2.5, budget_period="monthly")
+    assert monthly["budget_period"] == "monthly"
+    assert monthly["budget_reset_at"].endswith("T00:00:00Z")
+    assert monthly["budget_reset_at"][8:10] == "01"  # the 1st of next month
+    total = create_key(client, budget_usd=1)
+    assert total["budget_period"] == "total" and total["budget_reset_at"] is None
+    changed = client.post(
+        f"/api/v1/admin/keys/{total['id']}/budget",
+        json={"budget_usd": 0, "budget_period": "daily"},
+        headers=ADMIN,
+    )
+    assert changed.status_code == 200 and changed.json()["budget_period"] == "daily"
+    listed = client.get("/api/v1/admin/keys", headers=ADMIN).json()["keys"]
+    assert {k["id"]: k["budget_period"] for k in listed}[total["id"]] == "daily"
+    refused = generate(client, total["key"])  # a $0 budget: refused before the call
+    assert refused.status_code == 402
+    assert refused.json()["error"]["type"] == "budget_exceeded"

@@ -56,6 +56,7 @@ ROUTES = (
     ("POST", "/api/v1/admin/keys"),
     ("POST", "/api/v1/admin/keys/{key_id}/disable"),
     ("POST", "/api/v1/admin/keys/{key_id}/enable"),
+    ("POST", "/api/v1/admin/keys/{key_id}/budget"),
     ("GET", "/api/v1/usage"),
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/completions"),
@@ -63,7 +64,11 @@ ROUTES = (
     ("POST", "/v1/messages"),
 )
 # Routes whose successes need state the fuzzer cannot guess (an existing key id).
-NO_SUCCESS_EXPECTED = {"/api/v1/admin/keys/{key_id}/disable", "/api/v1/admin/keys/{key_id}/enable"}
+NO_SUCCESS_EXPECTED = {
+    "/api/v1/admin/keys/{key_id}/disable",
+    "/api/v1/admin/keys/{key_id}/enable",
+    "/api/v1/admin/keys/{key_id}/budget",
+}
 
 
 @pytest.fixture

@@ -1,0 +1,132 @@
+"""Errors that tell the truth (our bugs are 500 internal_error: no breaker, no fallback),
+probes that cost nothing (a flood of /ready makes a handful of describe calls), records
+never lost (close() during a slow write), and cancelled commercial calls billed."""
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deployments.providers.sdk_errors import map_sdk_error
+from serve_app.accounting.ledger import Ledger, UsageRecord
+from serve_app.accounting.usage_store import UsageStore, open_engine
+from serve_app.contracts.config import LedgerConfig
+from serve_app.contracts.errors import InternalError
+from serve_app.core.gateway import cancelled
+from tests.serve_app.core.resilience_fakes import (
+    FakeResult,
+    assert_error,
+    build_rig,
+    failing,
+)
+
+
+def test_a_programming_error_in_the_provider_call_is_an_internal_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    nothing: Any = None
+    try:
+        nothing + 1  # the injected bug
+    except TypeError as exc:
+        with caplog.at_level(logging.ERROR, logger="ray.serve"):
+            error = map_sdk_error(exc, "openai")
+    assert isinstance(error, InternalError) and error.status_code == 500
+    assert error.error_type == "internal_error"
+    assert len(caplog.records) == 1 and caplog.records[0].exc_info is not None  # traceback
+
+
+async def test_internal_errors_trip_no_breaker_and_start_no_fallback() -> None:
+    rig = build_rig()
+    try:
+        rig.handle("openai").behave = failing(InternalError("Internal error."))
+        for _ in range(8):  # more than circuit_breaker.failure_threshold (5)
+            response = await rig.client.post(
+                "/api/v1/generate", json={"prompt": "hi", "model_id": "gpt-x"}
+            )
+            body = assert_error(response, 500, "internal_error")
+            assert response.headers["x-request-id"] and body["message"]
+        assert rig.handle("anthropic").calls() == [] and rig.handle("demo").calls() == []
+        assert rig.gateway.breakers.snapshot()["openai"]["state"] == "closed"
+    finally:
+        await rig.close()
+
+
+class CountingProbe:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def remote(self) -> FakeResult:
+        self.calls += 1
+        return FakeResult({"metadata": {}})
+
+
+async def test_500_concurrent_ready_calls_make_a_handful_of_describes() -> None:
+    rig = build_rig()
+    probes = {name: CountingProbe() for name in rig.handles}
+    for name, handle in rig.handles.items():
+        handle.describe = probes[name]  # type: ignore[assignment]
+    try:
+        responses = await asyncio.gather(*(rig.client.get("/api/v1/ready") for _ in range(500)))
+        assert all(r.status_code == 200 for r in responses)
+        describes = sum(probe.calls for probe in probes.values())
+        print(f"\n500 concurrent /ready: {describes} describe calls")
+        assert describes <= 2 * len(probes)  # one round (two if a refresh came due)
+        assert all(handle.calls() == [] for handle in rig.handles.values())  # no model slot
+    finally:
+        await rig.close()
+
+
+async def test_status_needs_the_admin_key_unless_public() -> None:
+    from tests.serve_app.core.resilience_fakes import gateway_args
+
+    for public, expected in ((False, 401), (True, 200)):
+        args = gateway_args()
+        args["auth"] = {"enabled": True}
+        args["security"] = {"public_status": public}
+        rig = build_rig(args)
+        try:
+            assert (await rig.client.get("/api/v1/status")).status_code == expected
+        finally:
+            await rig.close()
+
+
+class SlowStore(UsageStore):
+    def write(self, rows: Any) -> None:
+        time.sleep(0.5)
+        super().write(rows)
+
+
+def usage(index: int) -> UsageRecord:
+    return UsageRecord(time.time(), f"r{index}", "k", "m", "p", "m", 1, 1, 0.1, 1.0, "ok", 200)
+
+
+async def test_close_during_a_slow_write_loses_no_record(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/usage.db"
+    ledger = Ledger(LedgerConfig(url=url, flush_interval_s=0.05), SlowStore(open_engine(url)))
+    for index in range(50):
+        ledger.record(usage(index))
+    await asyncio.sleep(0.2)  # the background flush is now inside its slow write
+    assert ledger.writing == 50
+    for index in range(50, 60):
+        ledger.record(usage(index))
+    closing = asyncio.create_task(ledger.close())
+    await asyncio.sleep(0.05)
+    closing.cancel()  # the replica's stop deadline: close() is shielded
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    await asyncio.sleep(1.5)
+    reader = UsageStore(open_engine(url))
+    assert reader.summarize(None, None)[0]["requests"] == 60
+
+
+def test_a_cancelled_commercial_call_is_billed_with_the_prompt_estimate() -> None:
+    rig = build_rig()
+    route = rig.gateway.catalog.get("gpt-x")
+    _, params = rig.gateway.prepare("gpt-x", "r1", prompt="x" * 400)
+    output = cancelled(route, params)
+    assert output.input_tokens == 100 and output.finish_reason == "cancelled"
+    demo = rig.gateway.catalog.get("demo")
+    assert cancelled(demo, params).input_tokens == 0  # a local model costs nothing
