@@ -5,6 +5,7 @@ import builtins
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from serve_app.access.key_store import KEY_LENGTH, KEY_PREFIX, ApiKey, KeyStore, hash_key
 from serve_app.contracts.errors import (
@@ -112,6 +113,15 @@ class KeyCache:
             key = await asyncio.to_thread(self.store.set_enabled, key_id, enabled)
             self._remember(key)
         return key
+
+    async def update(self, key_id: str, changes: dict[str, Any]) -> ApiKey:
+        async with self._keys_lock:
+            key = await asyncio.to_thread(self.store.update, key_id, changes)
+            self._remember(key)
+        return key
+
+    async def usage_by_key(self) -> dict[str, dict[str, Any]]:
+        return await asyncio.to_thread(self.store.usage_by_key)
 
     async def disable(self, key_id: str) -> ApiKey:
         return await self.set_enabled(key_id, False)

@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
 )
 """
 SPEND_SQL = "SELECT key_id, SUM(cost_usd) FROM usage GROUP BY key_id"
+USAGE_BY_KEY_SQL = "SELECT key_id, SUM(cost_usd), MAX(ts), COUNT(*) FROM usage GROUP BY key_id"
+EDITABLE = ("name", "allowed_models", "rpm", "tpm", "budget_usd")
 Rows = list[tuple[Any, ...]]
 
 
@@ -129,6 +131,26 @@ def new_key(
     return record, plain
 
 
+def check_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """Validated column values for an edit of `EDITABLE` fields (None clears a limit)."""
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise InvalidRequestError(f"Cannot edit {sorted(unknown)}.", param=sorted(unknown)[0])
+    name = changes.get("name", "x")
+    models = changes.get("allowed_models", ())
+    probe, _ = new_key(
+        name if name is not None else "",
+        models if models is not None else (),
+        changes.get("rpm"),
+        changes.get("tpm"),
+        changes.get("budget_usd"),
+    )
+    values = {field: getattr(probe, field) for field in changes}
+    if "allowed_models" in values:
+        values["allowed_models"] = json.dumps(list(probe.allowed_models))
+    return values
+
+
 def _as_row(key: ApiKey) -> tuple[Any, ...]:
     """Values in `KEY_COLUMNS` order (the field order), the model list as JSON text."""
     values = [getattr(key, column) for column in KEY_COLUMNS]
@@ -173,6 +195,10 @@ class KeyStore(Protocol):
     def set_enabled(self, key_id: str, enabled: bool) -> ApiKey: ...
 
     def spend_by_key(self) -> dict[str, float]: ...
+
+    def update(self, key_id: str, changes: dict[str, Any]) -> ApiKey: ...
+
+    def usage_by_key(self) -> dict[str, dict[str, Any]]: ...
 
     def close(self) -> None: ...
 
@@ -240,6 +266,33 @@ class _SQLKeyStore(ConnectionHolder):
         if key is None:
             raise NotFoundError(f"No API key {key_id!r}.", param="key_id", code="key_not_found")
         return key
+
+    def update(self, key_id: str, changes: dict[str, Any]) -> ApiKey:
+        """Edit the name, models, limits or budget of a key (`check_changes` first)."""
+        values = check_changes(changes)
+        key = self.get(key_id)
+        if key is not None and values:
+            assignments = ", ".join(f"{column} = {self.mark}" for column in values)
+            sql = f"UPDATE api_keys SET {assignments} WHERE id = {self.mark}"
+            self._execute(sql, (*values.values(), key_id))
+            key = self.get(key_id)
+        if key is None:
+            raise NotFoundError(f"No API key {key_id!r}.", param="key_id", code="key_not_found")
+        return key
+
+    def usage_by_key(self) -> dict[str, dict[str, Any]]:
+        """Per key: USD spent, requests and the time of the last one (epoch s), from the
+        ledger's `usage` table when it is in this database."""
+        if not self._fetch(self.usage_exists_sql)[0][0]:
+            return {}
+        return {
+            key_id: {
+                "spend_usd": round(float(total or 0.0), 9),
+                "last_used_at": None if last is None else float(last),
+                "requests": int(count or 0),
+            }
+            for key_id, total, last, count in self._fetch(USAGE_BY_KEY_SQL)
+        }
 
     def spend_by_key(self) -> dict[str, float]:
         """USD spent per key, from the ledger's `usage` table when it is in this database."""

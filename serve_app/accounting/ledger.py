@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import astuple, dataclass, fields
 from typing import Any
 
+from serve_app.accounting import timeseries
 from serve_app.accounting.usage_store import UsageStore, open_store
 from serve_app.contracts.config import LedgerConfig
 
@@ -107,6 +108,11 @@ class Ledger:
     ) -> list[dict[str, Any]]:
         await self.flush()
         return await asyncio.to_thread(self.store.summarize, since, until, key_id)
+
+    async def timeseries(self, query: timeseries.TimeseriesQuery) -> dict[str, Any]:
+        """Usage per time bucket and group (see `serve_app.accounting.timeseries`)."""
+        await self.flush()
+        return await asyncio.to_thread(timeseries.run, self.store, query)
 
     async def close(self) -> None:
         if self._task is not None:

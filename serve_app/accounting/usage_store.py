@@ -77,6 +77,8 @@ class UsageStore(Protocol):
         self, since: float | None, until: float | None, key_id: str | None = None
     ) -> list[dict[str, Any]]: ...
 
+    def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]: ...
+
     def close(self) -> None: ...
 
 
@@ -131,6 +133,11 @@ class SQLiteStore(ConnectionHolder):
             cursor = self._connect().execute(*summary_query("?", since, until, key_id))
             return _summary_rows(cursor.fetchall())
 
+    def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """One read-only SELECT with `?` placeholders (e.g. `serve_app.accounting.timeseries`)."""
+        with self._lock:
+            return [tuple(row) for row in self._connect().execute(sql, params).fetchall()]
+
 
 class PostgresStore(ConnectionHolder):
     backend = "postgresql"
@@ -165,6 +172,13 @@ class PostgresStore(ConnectionHolder):
             with connection.transaction():
                 cursor = connection.execute(*summary_query("%s", since, until, key_id))
                 return _summary_rows(cursor.fetchall())
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """One read-only SELECT with `%s` placeholders, in its own transaction."""
+        with self._lock:
+            connection = self._connect()
+            with connection.transaction():
+                return [tuple(row) for row in connection.execute(sql, params).fetchall()]
 
 
 def open_store(url: str) -> UsageStore:

@@ -56,14 +56,21 @@ ROUTES = (
     ("POST", "/api/v1/admin/keys"),
     ("POST", "/api/v1/admin/keys/{key_id}/disable"),
     ("POST", "/api/v1/admin/keys/{key_id}/enable"),
+    ("PATCH", "/api/v1/admin/keys/{key_id}"),
+    ("GET", "/api/v1/whoami"),
     ("GET", "/api/v1/usage"),
+    ("GET", "/api/v1/usage/timeseries"),
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/completions"),
     ("GET", "/v1/models"),
     ("POST", "/v1/messages"),
 )
 # Routes whose successes need state the fuzzer cannot guess (an existing key id).
-NO_SUCCESS_EXPECTED = {"/api/v1/admin/keys/{key_id}/disable", "/api/v1/admin/keys/{key_id}/enable"}
+NO_SUCCESS_EXPECTED = {
+    "/api/v1/admin/keys/{key_id}/disable",
+    "/api/v1/admin/keys/{key_id}/enable",
+    "/api/v1/admin/keys/{key_id}",
+}
 
 
 @pytest.fixture
