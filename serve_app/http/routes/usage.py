@@ -45,10 +45,10 @@ async def usage_timeseries(
     with the window's totals and nearest-rank p50/p95 latency of successful requests.
     At most `ui.max_points` buckets: a longer window, or a smaller bucket, gives 400.
     An ordinary key sees only its own usage; the admin sees every key's."""
-    end = epoch(until) if until is not None else time.time()
-    start = (
-        epoch(since) if since is not None else end - DEFAULT_SPAN_BUCKETS * BUCKET_SECONDS[bucket]
-    )
+    end = epoch(until) or time.time()
+    start = epoch(since)
+    if start is None:
+        start = end - DEFAULT_SPAN_BUCKETS * BUCKET_SECONDS[bucket]
     query = TimeseriesQuery(
         start, end, bucket, group_by, _scoped_key(ctx, key_id), model, provider, status
     )
