@@ -74,7 +74,7 @@ export function table(
       "table",
       { "data-testid": testid },
       h("caption", {}, caption),
-      h("thead", {}, h("tr", {}, headers.map((name) => h("th", { scope: "col" }, name)))),
+      h("thead", {}, h("tr", {}, headers.map((name, i) => h("th", { scope: "col", class: numeric.has(i) ? "num" : null }, name)))),
       h(
         "tbody",
         {},

@@ -62,6 +62,7 @@ async def list_keys(
     """Every key with its spend (USD, all time), request count and last use (epoch s)."""
     cache = admin_keys(gateway, ctx)
     keys = await cache.list()
+    await gateway.ledger.flush()  # this replica's buffered records count too
     usage = await cache.usage_by_key()
     unused = {"spend_usd": 0.0, "last_used_at": None, "requests": 0}
     return json_response({"keys": [{**key.public(), **usage.get(key.id, unused)} for key in keys]})

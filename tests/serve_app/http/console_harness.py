@@ -132,9 +132,9 @@ def watched_page(browser: Any, width: str = "desktop") -> Iterator[Watched]:
     page.on("request", lambda request: watched.urls.append(request.url))
     page.on(
         "console",
-        lambda message: watched.console_errors.append(message.text)
-        if message.type == "error"
-        else None,
+        lambda message: (
+            watched.console_errors.append(message.text) if message.type == "error" else None
+        ),
     )
     page.on("pageerror", lambda error: watched.page_errors.append(str(error)))
 

@@ -72,10 +72,12 @@ def make_traffic(base: str, user_key: str, xss_key: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(tmp_path_factory: pytest.TempPathFactory, pytestconfig: Any) -> Iterator[Site]:
     app, _, _ = console_gateway(tmp_path_factory.mktemp("console"))
     shots = screenshot_dir(tmp_path_factory)
-    print(f"\nconsole screenshots: {shots}")
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"console screenshots: {shots}")
     with serve(app) as port:
         base = f"http://127.0.0.1:{port}"
         user = make_key(base, "team-a", budget_usd=50)
@@ -141,15 +143,21 @@ def test_admin_overview_matches_the_api(site: Site, browser: Any, width: str) ->
         providers = usage["providers"].values()
         assert card_value(page, "total-requests") == sum(p["requests"] for p in providers) == 12
         assert card_value(page, "total-errors") == sum(p["errors"] for p in providers) == 1
-        assert card_value(page, "total-cost") == pytest.approx(sum(p["cost_usd"] for p in providers))
+        assert card_value(page, "total-cost") == pytest.approx(
+            sum(p["cost_usd"] for p in providers)
+        )
         commercial = site.api(f"/api/v1/commercial/usage?{window}")["providers"]
         rows = page.get_by_test_id("commercial-providers").locator("tbody tr")
         assert rows.count() == len(commercial) == 2
         for row in rows.all():
             cells = row.locator("td").all_inner_texts()
             assert int(cells[1].replace(",", "")) == commercial[cells[0]]["requests"]
-            assert float(cells[5].lstrip("$")) == pytest.approx(commercial[cells[0]]["cost_usd"], abs=1e-4)
-        timeseries = site.api(f"/api/v1/usage/timeseries?{captured_window(watched, '/api/v1/usage/timeseries')}")
+            assert float(cells[5].lstrip("$")) == pytest.approx(
+                commercial[cells[0]]["cost_usd"], abs=1e-4
+            )
+        timeseries = site.api(
+            f"/api/v1/usage/timeseries?{captured_window(watched, '/api/v1/usage/timeseries')}"
+        )
         assert card_value(page, "latency-p50") == timeseries["totals"]["latency_p50_ms"]
         for testid in ("chart-cost", "chart-requests"):
             assert chart_drawn(page, testid) == (3, True)  # local, openai, anthropic
@@ -192,8 +200,10 @@ def test_usage_explorer_table_chart_and_csv(site: Site, browser: Any, tmp_path: 
 
 
 def keys_row(page: Any, name: str) -> Any:
-    return page.get_by_test_id("keys-table").locator("tbody tr").filter(
-        has=page.locator("td:first-child", has_text=re.compile(f"^{re.escape(name)}$"))
+    return (
+        page.get_by_test_id("keys-table")
+        .locator("tbody tr")
+        .filter(has=page.locator("td:first-child", has_text=re.compile(f"^{re.escape(name)}$")))
     )
 
 
@@ -221,13 +231,16 @@ def test_keys_create_use_disable_edit(site: Site, browser: Any) -> None:
         keys_row(page, "made-in-ui").get_by_role("button", name="Disable made-in-ui").click()
         page.get_by_role("button", name="Enable made-in-ui").wait_for()
         with pytest.raises(openai.AuthenticationError, match="disabled"):
-            client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "x"}])
+            client.chat.completions.create(
+                model="demo", messages=[{"role": "user", "content": "x"}]
+            )
         keys_row(page, "team-a").get_by_role("button", name="Edit team-a").click()
         editor = page.get_by_role("form", name="Edit team-a")
         editor.get_by_label("Requests / min").fill("0")
         editor.get_by_role("button", name="Save").click()
-        refused = httpx.patch(f"{site.base}/api/v1/admin/keys/{site.user_id}", headers=ADMIN,
-                              json={"rpm": 0}).json()["error"]["message"]
+        refused = httpx.patch(
+            f"{site.base}/api/v1/admin/keys/{site.user_id}", headers=ADMIN, json={"rpm": 0}
+        ).json()["error"]["message"]
         assert refused in page.get_by_role("alert").inner_text()  # the API's own words
         editor.get_by_label("Requests / min").fill("77")
         editor.get_by_label("Budget (USD)").fill("40")
@@ -270,9 +283,11 @@ def test_ordinary_key_sees_its_own_usage_and_no_admin_page(site: Site, browser: 
         nav = page.get_by_role("navigation", name="Console").get_by_role("link")
         assert nav.all_inner_texts() == ["Overview", "Usage"]
         own = site.api(f"/api/v1/usage?{captured_window(watched, '/api/v1/usage')}", site.user_key)
-        assert card_value(page, "total-requests") == sum(
-            p["requests"] for p in own["providers"].values()
-        ) == 5
+        assert (
+            card_value(page, "total-requests")
+            == sum(p["requests"] for p in own["providers"].values())
+            == 5
+        )
         assert page.get_by_test_id("top-keys").locator("tbody tr").count() == 1
         page.goto(f"{site.base}/ui/#/keys")  # not offered: the overview stays
         assert page.get_by_role("heading", level=1).inner_text() == "Overview"
@@ -288,7 +303,9 @@ def test_a_key_disabled_mid_session_signs_the_user_out(site: Site, browser: Any)
         page = watched.page
         sign_in(page, site.base, victim["key"])
         page.get_by_test_id("total-requests").wait_for()
-        response = httpx.post(f"{site.base}/api/v1/admin/keys/{victim['id']}/disable", headers=ADMIN)
+        response = httpx.post(
+            f"{site.base}/api/v1/admin/keys/{victim['id']}/disable", headers=ADMIN
+        )
         assert response.status_code == 200
         page.get_by_role("link", name="Usage").click()
         alert = page.get_by_role("alert")
@@ -304,7 +321,7 @@ def test_csp_blocks_inline_scripts(site: Site, browser: Any) -> None:
     response = httpx.get(f"{site.base}/ui/")
     csp = response.headers["content-security-policy"]
     assert "script-src 'self';" in csp and "unsafe-inline" not in csp
-    assert "<script type=\"module\" crossorigin src=\"/ui/assets/" in response.text
+    assert '<script type="module" crossorigin src="/ui/assets/' in response.text
     with watched_page(browser) as watched:
         page = watched.page
         page.goto(f"{site.base}/ui/")
@@ -336,6 +353,9 @@ def test_timeseries_errors_keep_the_error_shape(site: Site) -> None:
         assert set(error) == {"message", "type", "param", "code"} and param in json.dumps(error)
         assert response.headers["x-request-id"]
     other = parse_qs("key_id=someone-else")
-    response = httpx.get(f"{site.base}/api/v1/usage/timeseries", params=other,
-                         headers={"Authorization": f"Bearer {site.user_key}"})
+    response = httpx.get(
+        f"{site.base}/api/v1/usage/timeseries",
+        params=other,
+        headers={"Authorization": f"Bearer {site.user_key}"},
+    )
     assert response.status_code == 403 and response.json()["error"]["code"] == "admin_only"
