@@ -84,7 +84,9 @@ export function table(
               h(
                 "tr",
                 {},
-                cells.map((cell, i) => h("td", { class: numeric.has(i) ? "num" : null }, cell)),
+                cells.map((cell, i) =>
+                  h("td", { class: numeric.has(i) ? "num" : null, "data-label": headers[i] }, cell),
+                ),
               ),
             ),
       ),

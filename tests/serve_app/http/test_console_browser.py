@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import httpx
 import openai
 import pytest
 
+from serve_app.accounting.ledger import UsageRecord, as_row
 from tests.serve_app.http.console_harness import (
     ADMIN_KEY,
     WIDTHS,
@@ -39,6 +41,14 @@ class Site:
     user_key: str  # "team-a": an ordinary key with traffic
     user_id: str
     shots: Path
+    seeded: list[UsageRecord]
+
+    def seeded_count(self, key_id: str | None = None, ok_only: bool = False) -> int:
+        return sum(
+            1
+            for r in self.seeded
+            if (key_id is None or r.key_id == key_id) and (r.outcome == "ok" or not ok_only)
+        )
 
     def api(self, path: str, key: str = ADMIN_KEY) -> Any:
         response = httpx.get(self.base + path, headers={"Authorization": f"Bearer {key}"})
@@ -71,9 +81,45 @@ def make_traffic(base: str, user_key: str, xss_key: str) -> None:
     )
 
 
+PRICES = {
+    "demo": ("local", 100, 200),
+    "gpt-fake": ("openai", 1000, 2000),
+    "claude-fake": ("anthropic", 3000, 15000),
+}
+
+
+def history(key_ids: list[str]) -> list[UsageRecord]:
+    """The previous 23 hours of usage (so that the charts have more than one bucket), as
+    the gateway would have recorded it; every 5th record is an upstream error."""
+    now, records = time.time(), []
+    for hour in range(1, 24):
+        for index, (model, (provider, price_in, price_out)) in enumerate(PRICES.items()):
+            for n in range(1 + (hour * 7 + index * 3) % 4):
+                ok = (hour + n) % 5 != 0
+                tokens_in, tokens_out = 200 * (index + 1), (100 if ok else 0)
+                cost = (tokens_in * price_in + tokens_out * price_out) / 1e6 if ok else 0.0
+                records.append(
+                    UsageRecord(
+                        now - hour * 3600 + n,
+                        f"seed-{hour}-{model}-{n}",
+                        key_ids[(hour + n) % 2],
+                        model,
+                        provider,
+                        model,
+                        tokens_in,
+                        tokens_out,
+                        cost,
+                        40.0 * (index + 1) + n,
+                        "ok" if ok else "upstream_error",
+                        200 if ok else 502,
+                    )
+                )
+    return records
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, pytestconfig: Any) -> Iterator[Site]:
-    app, _, _ = console_gateway(tmp_path_factory.mktemp("console"))
+    app, gateway, _ = console_gateway(tmp_path_factory.mktemp("console"))
     shots = screenshot_dir(tmp_path_factory)
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
@@ -83,7 +129,9 @@ def site(tmp_path_factory: pytest.TempPathFactory, pytestconfig: Any) -> Iterato
         user = make_key(base, "team-a", budget_usd=50)
         xss = make_key(base, XSS_NAME)
         make_traffic(base, user["key"], xss["key"])
-        yield Site(base, user["key"], user["id"], shots)
+        seeded = history([user["id"], xss["id"]])
+        gateway.ledger.store.write([as_row(record) for record in seeded])
+        yield Site(base, user["key"], user["id"], shots, seeded)
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +189,14 @@ def test_admin_overview_matches_the_api(site: Site, browser: Any, width: str) ->
         window = captured_window(watched, "/api/v1/usage")
         usage = site.api(f"/api/v1/usage?{window}")
         providers = usage["providers"].values()
-        assert card_value(page, "total-requests") == sum(p["requests"] for p in providers) == 12
-        assert card_value(page, "total-errors") == sum(p["errors"] for p in providers) == 1
+        assert (
+            card_value(page, "total-requests")
+            == sum(p["requests"] for p in providers)
+            == 12 + site.seeded_count()
+        )
+        seeded_errors = site.seeded_count() - site.seeded_count(ok_only=True)
+        assert card_value(page, "total-errors") == sum(p["errors"] for p in providers)
+        assert card_value(page, "total-errors") == 1 + seeded_errors
         assert card_value(page, "total-cost") == pytest.approx(
             sum(p["cost_usd"] for p in providers)
         )
@@ -183,7 +237,8 @@ def test_usage_explorer_table_chart_and_csv(site: Site, browser: Any, tmp_path: 
         rows = page.get_by_test_id("usage-table").locator("tbody tr")
         shown = [row.locator("td").all_inner_texts() for row in rows.all()]
         assert {row[1] for row in shown} == {"local", "openai", "anthropic"}
-        assert sum(int(row[2]) for row in shown) == 11  # the failed call is filtered out
+        # the failed calls are filtered out
+        assert sum(int(row[2]) for row in shown) == 11 + site.seeded_count(ok_only=True)
         assert chart_drawn(page, "chart-explorer") == (3, True)
         with page.expect_download() as download:
             page.get_by_test_id("export-csv").click()
@@ -286,7 +341,7 @@ def test_ordinary_key_sees_its_own_usage_and_no_admin_page(site: Site, browser: 
         assert (
             card_value(page, "total-requests")
             == sum(p["requests"] for p in own["providers"].values())
-            == 5
+            == 5 + site.seeded_count(site.user_id)
         )
         assert page.get_by_test_id("top-keys").locator("tbody tr").count() == 1
         page.goto(f"{site.base}/ui/#/keys")  # not offered: the overview stays
