@@ -176,7 +176,9 @@ def test_wrong_key_gives_a_clear_sign_in_error(site: Site, browser: Any) -> None
         sign_in(watched.page, site.base, "gw-" + "x" * 40)
         alert = watched.page.get_by_role("alert")
         assert alert.inner_text() == "Sign-in failed: Invalid API key."
-        shoot(watched, site, "signin-error")
+        for width, (w, h) in WIDTHS.items():
+            watched.page.set_viewport_size({"width": w, "height": h})
+            shoot(watched, site, f"signin-error-{width}")
         assert watched.page.get_by_label("API key").is_visible()
 
 
@@ -231,9 +233,7 @@ def test_usage_explorer_table_chart_and_csv(site: Site, browser: Any, tmp_path: 
         page.get_by_test_id("usage-table").wait_for()
         page.get_by_label("Group by").select_option("provider")
         page.get_by_label("Status").select_option("ok")
-        page.wait_for_function(
-            "() => document.querySelector('[data-testid=chart-explorer]')?.dataset.series === '3'"
-        )
+        page.locator("[data-testid=usage-output][aria-busy=false]").wait_for()
         rows = page.get_by_test_id("usage-table").locator("tbody tr")
         shown = [row.locator("td").all_inner_texts() for row in rows.all()]
         assert {row[1] for row in shown} == {"local", "openai", "anthropic"}
@@ -343,10 +343,13 @@ def test_ordinary_key_sees_its_own_usage_and_no_admin_page(site: Site, browser: 
             == sum(p["requests"] for p in own["providers"].values())
             == 5 + site.seeded_count(site.user_id)
         )
-        assert page.get_by_test_id("top-keys").locator("tbody tr").count() == 1
+        own_keys = page.get_by_test_id("top-keys").locator("tbody tr td:first-child")
+        assert own_keys.all_inner_texts() == ["team-a"]
         page.goto(f"{site.base}/ui/#/keys")  # not offered: the overview stays
         assert page.get_by_role("heading", level=1).inner_text() == "Overview"
-        shoot(watched, site, "overview-ordinary-key")
+        for width, (w, h) in WIDTHS.items():
+            page.set_viewport_size({"width": w, "height": h})
+            shoot(watched, site, f"overview-ordinary-key-{width}")
         assert not any("/admin/" in url or "/commercial/" in url for url in watched.urls)
         assert_no_key_in_urls(watched, site.user_key)
         assert watched.unexpected_errors() == []

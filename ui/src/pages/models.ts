@@ -63,7 +63,7 @@ export async function models(main: HTMLElement): Promise<Cleanup> {
       const answer = await api<{ text: string; model_id: string; metrics: { latency_ms: number; output_tokens: number }; metadata: { cost_usd: number } }>(
         "POST", "/api/v1/generate", { model_id: model.id, prompt: "Say hello.", max_tokens: 8 });
       result.textContent = `${answer.model_id}: ${ms(answer.metrics.latency_ms)}, ${answer.metrics.output_tokens} tokens, ` +
-        `${usd(answer.metadata.cost_usd)}: “${answer.text.trim()}”`;
+        `${usd(answer.metadata.cost_usd)}: ` + (answer.text.trim() ? `“${answer.text.trim()}”` : "(empty answer)");
       showAlert(alert, null);
     } catch (error) {
       result.textContent = "";

@@ -32,7 +32,7 @@ export async function overview(main: HTMLElement): Promise<Cleanup> {
   const isOperator = session()?.role !== "key";
   const cleanups: Cleanup[] = [];
   const alert = alertBox();
-  const body = h("div", { class: "stack", "aria-busy": "true" });
+  const body = h("div", { class: "stack", "aria-busy": "true", "data-testid": "overview-output" });
   const group = select("group", [["provider", "Provider"], ["model", "Model"]], "provider");
   const picker = windowPicker("24h", () => void load());
   group.addEventListener("change", () => void load());
@@ -43,7 +43,9 @@ export async function overview(main: HTMLElement): Promise<Cleanup> {
     body,
   );
 
+  let latest = 0; // only the newest request's answer is shown
   async function load(): Promise<void> {
+    const mine = ++latest;
     body.setAttribute("aria-busy", "true");
     try {
       const w = picker.current();
@@ -56,14 +58,18 @@ export async function overview(main: HTMLElement): Promise<Cleanup> {
         isOperator ? api<UsageReport>("GET", `/api/v1/commercial/usage?${span}`) : null,
         session()?.role === "admin" ? api<{ keys: KeyRecord[] }>("GET", "/api/v1/admin/keys") : null,
       ]);
+      if (mine !== latest) return;
       cleanups.splice(0).forEach((c) => c());
       clear(body);
-      render(usage, ts, byKey, commercial, new Map((keys?.keys ?? []).map((k) => [k.id, k.name])));
+      const names = new Map((keys?.keys ?? []).map((k) => [k.id, k.name]));
+      const own = session()?.keyInfo;
+      if (own) names.set(String(own.id), String(own.name));
+      render(usage, ts, byKey, commercial, names);
       showAlert(alert, null);
     } catch (error) {
-      showAlert(alert, (error as Error).message);
+      if (mine === latest) showAlert(alert, (error as Error).message);
     } finally {
-      body.setAttribute("aria-busy", "false");
+      if (mine === latest) body.setAttribute("aria-busy", "false");
     }
   }
 

@@ -22,7 +22,8 @@ export async function usage(main: HTMLElement): Promise<Cleanup> {
   const role = session()?.role;
   const cleanups: Cleanup[] = [];
   const alert = alertBox();
-  const out = h("div", { class: "stack", "aria-live": "polite" });
+  const out = h("div", { class: "stack", "aria-live": "polite", "aria-busy": "true", "data-testid": "usage-output" });
+  let latest = 0; // only the newest request's answer is shown (filters change quickly)
   const [models, keys] = await Promise.all([
     api<{ models: { id: string }[] }>("GET", "/api/v1/models"),
     role === "admin" ? api<{ keys: KeyRecord[] }>("GET", "/api/v1/admin/keys") : null,
@@ -56,6 +57,8 @@ export async function usage(main: HTMLElement): Promise<Cleanup> {
   csv.addEventListener("click", () => download(toCsv(HEADERS, shown)));
 
   async function load(): Promise<void> {
+    const mine = ++latest;
+    out.setAttribute("aria-busy", "true");
     try {
       const w = picker.current();
       const ts = await api<Timeseries>("GET", "/api/v1/usage/timeseries?" + query({
@@ -63,6 +66,7 @@ export async function usage(main: HTMLElement): Promise<Cleanup> {
         key_id: filters.key.value, model: filters.model.value, provider: filters.provider.value,
         status: filters.status.value,
       }));
+      if (mine !== latest) return;
       cleanups.splice(0).forEach((c) => c());
       clear(out);
       shown = rowsOf(ts, names);
@@ -76,7 +80,9 @@ export async function usage(main: HTMLElement): Promise<Cleanup> {
       csv.disabled = false;
       showAlert(alert, null);
     } catch (error) {
-      showAlert(alert, (error as Error).message);
+      if (mine === latest) showAlert(alert, (error as Error).message);
+    } finally {
+      if (mine === latest) out.setAttribute("aria-busy", "false");
     }
   }
 
