@@ -417,3 +417,34 @@ def test_timeseries_errors_keep_the_error_shape(site: Site) -> None:
         headers={"Authorization": f"Bearer {site.user_key}"},
     )
     assert response.status_code == 403 and response.json()["error"]["code"] == "admin_only"
+
+
+UNLABELLED = """() => [...document.querySelectorAll('input, select, button, canvas, [role=region]')]
+    .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                  && !el.getAttribute('aria-labelledby') && !(el.textContent || '').trim()
+                  && el.type !== 'hidden')
+    .map(el => el.outerHTML.slice(0, 80))"""
+
+
+def test_every_control_is_labelled_and_keyboard_focus_shows(site: Site, browser: Any) -> None:
+    with watched_page(browser) as watched:
+        page = watched.page
+        page.goto(f"{site.base}/ui/")
+        assert page.evaluate("document.activeElement.name") == "api-key"  # focused at once
+        page.keyboard.type(ADMIN_KEY)
+        page.keyboard.press("Enter")
+        page.get_by_test_id("total-requests").wait_for()
+        for name in ("Usage", "Keys", "Models", "Overview"):
+            page.get_by_role("link", name=name).click()
+            page.locator("main h1").wait_for()
+            page.locator("[aria-busy=true]").wait_for(state="detached", timeout=10_000)
+            assert page.evaluate(UNLABELLED) == [], name
+        page.keyboard.press("Tab")  # the skip link, then the first nav link
+        page.keyboard.press("Tab")
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            "() => { const el = document.activeElement; const style = getComputedStyle(el);"
+            " return [el.textContent, style.outlineStyle, style.outlineWidth]; }"
+        )
+        assert focused[1] == "solid" and focused[2] == "3px", focused
+        assert watched.unexpected_errors() == []
