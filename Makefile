@@ -9,7 +9,8 @@ CONFIG ?= configs/local.yaml
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: run test lint typecheck check-config demo-model install clean redis-server postgresql bench
+.PHONY: run test lint typecheck check-config demo-model install clean redis-server postgresql \
+	chromium ui bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -42,7 +43,17 @@ redis-server:
 postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq postgresql) >/dev/null 2>&1 || sudo apt-get install -y -qq postgresql; }
 
-test: $(STAMP) redis-server postgresql
+# The console's browser tests drive Debian's Chromium through Playwright (its own browser
+# download is not reachable from CI); CHROMIUM_PATH overrides /usr/bin/chromium.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || sudo apt-get install -y -qq chromium; }
+
+# Rebuild the console (ui/: TypeScript, Vite, Chart.js) into serve_app/http/ui/dist, which is
+# committed and ships in the package: only this target needs Node 20 and npm.
+ui:
+	cd ui && npm ci --no-audit --no-fund && npm run build
+
+test: $(STAMP) redis-server postgresql chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Smoke run of the peer harness (ours beside LiteLLM, interleaved, 1 round), then the ratio

@@ -134,6 +134,7 @@ class LocalModelServer:
         self.metadata = {**loaded.metadata, "chat_template": self.has_chat_template}
         self.batches = 0
         self.batched_requests = 0
+        self.ongoing = 0  # requests in this replica now: queued for a batch or decoding
         self.metrics = EngineMetrics()
         self.reconfigure(self.config.batching.model_dump())
         logger.info("model %s loaded on %s", self.config.id, loaded.device)
@@ -157,8 +158,12 @@ class LocalModelServer:
         return _BatchItem(params, sampling)
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
-        async with self._adapter_pinned(params.adapter):
-            result = await self._generate_batch(self._item(params))
+        self.ongoing += 1
+        try:
+            async with self._adapter_pinned(params.adapter):
+                result = await self._generate_batch(self._item(params))
+        finally:
+            self.ongoing -= 1
         if isinstance(result, GatewayError):
             raise result
         return result
@@ -166,6 +171,7 @@ class LocalModelServer:
     async def generate_stream(self, params: GenerationParams) -> AsyncIterator[StreamChunk]:
         """Token-by-token chunks; closing this stream (client gone) stops the row's decode."""
         item = self._item(params)
+        self.ongoing += 1
         try:
             async with self._adapter_pinned(params.adapter):
                 async for chunk in self._stream_batch(item):
@@ -174,6 +180,7 @@ class LocalModelServer:
                     yield chunk
         finally:
             item.cancelled = True
+            self.ongoing -= 1
 
     async def _load_adapter(self, adapter_id: str) -> AdapterSlot:
         return await asyncio.to_thread(self.adapters.load, adapter_id)
@@ -370,6 +377,7 @@ class LocalModelServer:
             "batched_requests": self.batched_requests,
             "average_batch_size": round(average, 3),
             "max_batch_size": self.batching.max_batch_size,
+            "ongoing_requests": self.ongoing,
             "adapters": {
                 "configured": sorted(self.adapters.paths),
                 "loaded": self.adapters.loaded,

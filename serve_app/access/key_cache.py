@@ -5,6 +5,7 @@ import builtins
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from serve_app.access.key_store import KEY_LENGTH, KEY_PREFIX, ApiKey, KeyStore, hash_key
 from serve_app.contracts.errors import (
@@ -123,6 +124,17 @@ class KeyCache:
             self._remember(key)
         self._spend_tried_at = None  # the period may have changed: re-read the spend
         return key
+
+    async def update(self, key_id: str, changes: dict[str, Any]) -> ApiKey:
+        async with self._keys_lock:
+            key = await asyncio.to_thread(self.store.update, key_id, changes)
+            self._remember(key)
+        if "budget_period" in changes:
+            self._spend_tried_at = None  # another period: re-read the spend
+        return key
+
+    async def usage_by_key(self) -> dict[str, dict[str, Any]]:
+        return await asyncio.to_thread(self.store.usage_by_key)
 
     async def disable(self, key_id: str) -> ApiKey:
         return await self.set_enabled(key_id, False)

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 
-from serve_app.accounting.schema import api_keys
+from serve_app.accounting.schema import api_keys, usage
 from serve_app.accounting.usage_store import UsageStore, open_engine
 from serve_app.contracts.budgets import BUDGET_PERIODS, period_bounds
 from serve_app.contracts.errors import (
@@ -34,6 +34,7 @@ logger = logging.getLogger("ray.serve")
 KEY_PREFIX = "gw-"
 KEY_LENGTH = len(KEY_PREFIX) + 40
 DISPLAY_PREFIX_LENGTH = 8
+EDITABLE = ("name", "allowed_models", "rpm", "tpm", "budget_usd", "budget_period")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,27 @@ def check_budget(budget_usd: float | None, budget_period: str) -> None:
         )
 
 
+def check_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """Validated column values for an edit of `EDITABLE` fields (None clears a limit)."""
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise InvalidRequestError(f"Cannot edit {sorted(unknown)}.", param=sorted(unknown)[0])
+    name = changes.get("name", "x")
+    models = changes.get("allowed_models", ())
+    probe, _ = new_key(
+        name if name is not None else "",
+        models if models is not None else (),
+        changes.get("rpm"),
+        changes.get("tpm"),
+        changes.get("budget_usd"),
+        changes.get("budget_period") or "total",
+    )
+    values = {field: getattr(probe, field) for field in changes}
+    if "allowed_models" in values:
+        values["allowed_models"] = json.dumps(list(probe.allowed_models))
+    return values
+
+
 def _as_row(key: ApiKey) -> dict[str, Any]:
     """The api_keys row: the fields by name, the model list as JSON text."""
     values = {column: getattr(key, column) for column in KEY_COLUMNS}
@@ -220,6 +242,33 @@ class KeyStore:
     def set_budget(self, key_id: str, budget_usd: float | None, budget_period: str) -> ApiKey:
         check_budget(budget_usd, budget_period)
         return self._update(key_id, budget_usd=budget_usd, budget_period=budget_period)
+
+    def update(self, key_id: str, changes: dict[str, Any]) -> ApiKey:
+        """Edit the name, models, limits or budget of a key (`check_changes` first)."""
+        values = check_changes(changes)
+        if values:
+            return self._update(key_id, **values)
+        key = self.get(key_id)
+        if key is None:
+            raise NotFoundError(f"No API key {key_id!r}.", param="key_id", code="key_not_found")
+        return key
+
+    def usage_by_key(self) -> dict[str, dict[str, Any]]:
+        """Per key: USD spent (all time), requests and the time of the last one (epoch s)."""
+        query = select(
+            usage.c.key_id, func.sum(usage.c.cost_usd), func.max(usage.c.ts), func.count()
+        ).group_by(usage.c.key_id)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return {
+            key_id: {
+                "spend_usd": round(float(total or 0.0), 9),
+                "last_used_at": None if last is None else float(last),
+                "requests": int(count or 0),
+            }
+            for key_id, total, last, count in rows
+            if key_id is not None
+        }
 
     def spend_by_key(self, now: float | None = None) -> dict[str, float]:
         """USD each key has spent in its budget period under way (from `key_spend`)."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from typing import Any
 
+from serve_app.accounting import timeseries
 from serve_app.accounting.usage_store import UsageStore, open_store
 from serve_app.contracts.config import LedgerConfig
 
@@ -121,6 +122,11 @@ class Ledger:
     ) -> list[dict[str, Any]]:
         await self.flush()
         return await asyncio.to_thread(self.store.summarize, since, until, key_id)
+
+    async def timeseries(self, query: timeseries.TimeseriesQuery) -> dict[str, Any]:
+        """Usage per time bucket and group (see `serve_app.accounting.timeseries`)."""
+        await self.flush()
+        return await asyncio.to_thread(timeseries.run, self.store, query)
 
     async def close(self) -> None:
         """Flush everything and close the store. Shielded: cancelling `close()` (a replica

@@ -110,6 +110,13 @@ class UsageStore:
         with self.engine.connect() as connection:
             return {(k, p): float(s) for k, p, s in connection.execute(query).all()}
 
+    def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """One read-only SELECT in the driver's own placeholder style (`?` on SQLite, `%s`
+        on PostgreSQL; e.g. `serve_app.accounting.timeseries`)."""
+        with self.engine.connect() as connection:
+            result = connection.exec_driver_sql(sql, tuple(params))
+            return [tuple(row) for row in result.all()]
+
     def close(self) -> None:
         self.engine.dispose()
 

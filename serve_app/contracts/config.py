@@ -403,6 +403,18 @@ class LoggingConfig(StrictModel):
     level: str = Field("INFO", description="Log level of the gateway's logger.")
 
 
+class UIConfig(StrictModel):
+    """The operator console at `/ui` and the API its charts read."""
+
+    enabled: bool = Field(True, description="Serve the operator console at /ui.")
+    max_points: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Most buckets one /usage/timeseries series may hold (400 beyond).",
+    )
+
+
 class GatewayConfig(StrictModel):
     """The `args` of `serve_app.builder:build_app`."""
 
@@ -424,6 +436,7 @@ class GatewayConfig(StrictModel):
         None, description="Commercial providers and their catalog; omit to serve none."
     )
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    ui: UIConfig = Field(default_factory=UIConfig)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "GatewayConfig":

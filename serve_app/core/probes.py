@@ -31,6 +31,7 @@ class DeploymentProbe:
         self._metadata: dict[str, dict[str, Any]] = {}
         self._snapshot: dict[str, dict[str, Any]] | None = None
         self._snapshot_ready = asyncio.Event()
+        self._replicas: dict[str, dict[str, int]] = {}  # Serve's replica counts, refreshed too
         self._refresher: asyncio.Task[None] | None = None
         self.refreshes = 0  # describe_all rounds run (each: one describe per deployment)
 
@@ -47,7 +48,9 @@ class DeploymentProbe:
     async def _refresh_forever(self) -> None:
         while True:
             try:
-                self._snapshot = await self.describe_all()
+                self._snapshot, self._replicas = await asyncio.gather(
+                    self.describe_all(), self.serve_replicas()
+                )
                 self.refreshes += 1
             except Exception:  # our bug: logged with its traceback; the last snapshot stays
                 logger.exception("deployment probe round failed")
@@ -125,9 +128,36 @@ class DeploymentProbe:
                 return {name: amount for name, amount in needs.items() if amount}
         return {}
 
+    def replica_counts(self) -> dict[str, dict[str, int]]:
+        """Replicas per deployment and state (RUNNING, STARTING, ...) as Serve reports them;
+        empty outside a Serve replica."""
+        from ray import serve
+        from ray.serve.context import _get_internal_replica_context
+
+        context = _get_internal_replica_context()
+        if context is None:
+            return {}
+        application = serve.status().applications.get(context.app_name)
+        if application is None:
+            return {}
+        return {
+            name: {getattr(key, "value", str(key)): n for key, n in state.replica_states.items()}
+            for name, state in application.deployments.items()
+        }
+
+    async def serve_replicas(self) -> dict[str, dict[str, int]]:
+        """`replica_counts` off the event loop, bounded by the probe timeout ({} on failure)."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self.replica_counts), self.timeout_s)
+        except Exception as exc:  # whatever the controller does, a status probe answers
+            logger.info("no Serve replica counts: %r", exc)
+            return {}
+
     async def model_states(self, counters: Mapping[str, ModelCounters]) -> list[dict[str, Any]]:
-        """Each model's state (from the snapshot) and this replica's counters."""
+        """Each model's state and replica counts (from the snapshot) and this replica's
+        counters."""
         descriptions = await self.snapshot()
+        replicas = self._replicas
         states = []
         for route in self.catalog:
             counted = counters[route.model_id]
@@ -145,6 +175,10 @@ class DeploymentProbe:
                     "latency_p50_ms": p50,
                     "latency_p95_ms": p95,
                     "average_batch_size": description.get("average_batch_size"),
+                    "deployment": route.deployment,
+                    "replicas": replicas.get(route.deployment),
+                    "ongoing_requests": description.get("ongoing_requests"),
+                    "placement": description.get("placement"),
                 }
             )
         return states
@@ -165,6 +199,10 @@ class DeploymentProbe:
             "provider": route.provider,
             "description": route.description,
             "status": description.get("status", "unknown"),
+            "price": {
+                "input_per_million_usd": route.price.input_per_million_usd,
+                "output_per_million_usd": route.price.output_per_million_usd,
+            },
             "limits": {
                 "max_tokens": route.max_tokens_cap,
                 "context_length": metadata.get("context_length", route.context_length),

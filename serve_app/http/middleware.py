@@ -75,6 +75,14 @@ DOCS_CSP = (
     b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "
     b"https://fastapi.tiangolo.com; frame-ancestors 'none'",
 )
+# The console (/ui): its own scripts, styles and API calls only; no inline script or style
+# element, no CDN, no framing, no form posts elsewhere.
+UI_CSP = (
+    b"content-security-policy",
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    b"connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; "
+    b"form-action 'none'; frame-ancestors 'none'",
+)
 NO_STORE = (b"cache-control", b"no-store")
 CONNECTION_CLOSE = (b"connection", b"close")
 DEFAULT_BODY_TIMEOUT_S = 60.0
@@ -221,6 +229,8 @@ class RequestContextMiddleware:
             headers.append((REQUEST_ID_HEADER, request_id.encode("ascii")))
         if path.startswith(("/docs", "/redoc")):
             return [*headers, *SECURITY_HEADERS[:-1], DOCS_CSP]
+        if path == "/ui" or path.startswith("/ui/"):
+            return [*headers, *SECURITY_HEADERS[:-1], UI_CSP]
         return [*headers, *SECURITY_HEADERS]
 
     def _precheck(self, method: str, headers: list[tuple[bytes, bytes]]) -> GatewayError | None:

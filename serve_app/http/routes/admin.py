@@ -43,6 +43,16 @@ class BudgetRequest(WireModel):
     )
 
 
+class UpdateKeyRequest(WireModel):
+    """Only the fields sent change; `null` clears a limit, a budget or the model list."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    allowed_models: list[str] | None = Field(None, description="Empty or null = all models.")
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    budget_usd: float | None = Field(None, ge=0)
+
+
 def admin_keys(gateway: Gateway, ctx: RequestContext) -> KeyCache:
     ctx.require_admin()
     if gateway.admission.keys is None:
@@ -66,8 +76,37 @@ async def create_key(
 async def list_keys(
     gateway: Gateway = Depends(get_gateway), ctx: RequestContext = Depends(get_context)
 ) -> Response:
-    keys = await admin_keys(gateway, ctx).list()
-    return json_response({"keys": [key.public() for key in keys]})
+    """Every key with its spend (USD, all time), request count and last use (epoch s)."""
+    cache = admin_keys(gateway, ctx)
+    keys = await cache.list()
+    await gateway.ledger.flush()  # this replica's buffered records count too
+    usage = await cache.usage_by_key()
+    unused = {"spend_usd": 0.0, "last_used_at": None, "requests": 0}
+    return json_response({"keys": [{**key.public(), **usage.get(key.id, unused)} for key in keys]})
+
+
+@router.patch("/admin/keys/{key_id}", responses=ERRORS)
+async def update_key(
+    key_id: str,
+    body: UpdateKeyRequest,
+    gateway: Gateway = Depends(get_gateway),
+    ctx: RequestContext = Depends(get_context),
+) -> Response:
+    changes = body.model_dump(include=body.model_fields_set)
+    return json_response((await admin_keys(gateway, ctx).update(key_id, changes)).public())
+
+
+@router.get("/whoami", responses=ERRORS)
+async def whoami(
+    gateway: Gateway = Depends(get_gateway), ctx: RequestContext = Depends(get_context)
+) -> Response:
+    """Who the presented key is: `admin`, `key` (an ordinary key: its record and spend) or
+    `open` (auth is off: no key needed, nothing to manage)."""
+    if ctx.is_admin or ctx.key is None:
+        role = "admin" if ctx.is_admin else "open"
+        return json_response({"role": role, "key": None})
+    spent = await gateway.admission.keys.spent(ctx.key.id) if gateway.admission.keys else 0.0
+    return json_response({"role": "key", "key": {**ctx.key.public(), "spend_usd": spent}})
 
 
 @router.post("/admin/keys/{key_id}/disable", responses=ERRORS)

@@ -108,6 +108,7 @@ class ModelInfo(BaseModel):
     provider: str
     description: str
     status: str
+    price: dict[str, float] | None = Field(None, description="USD per 1M input/output tokens.")
     limits: ModelLimits
     metadata: dict[str, Any]
 
@@ -136,6 +137,10 @@ class ModelStatus(BaseModel):
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     average_batch_size: float | None
+    deployment: str | None = None
+    replicas: dict[str, int] | None = Field(None, description="Serve replicas per state.")
+    ongoing_requests: int | None = Field(None, description="Queued or decoding, one replica.")
+    placement: dict[str, Any] | None = Field(None, description="Node and GPUs of a replica.")
 
 
 class LedgerHealth(BaseModel):
@@ -151,6 +156,7 @@ class StatusResponse(BaseModel):
     uptime_s: float
     models: list[ModelStatus]
     ledger: LedgerHealth
+    circuit_breakers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class CommercialModelList(BaseModel):
@@ -188,3 +194,28 @@ class UsageResponse(BaseModel):
     until: str | None
     providers: dict[str, UsageTotals]
     models: list[ModelUsage]
+
+
+class TimeseriesTotals(UsageTotals):
+    latency_p50_ms: float | None = Field(None, description="Successful requests, nearest rank.")
+    latency_p95_ms: float | None = None
+
+
+class TimeseriesSeries(BaseModel):
+    name: str = Field(description="The model id, provider or key id of this series.")
+    requests: list[int] = Field(description="One value per bucket, aligned with `buckets`.")
+    errors: list[int]
+    input_tokens: list[int]
+    output_tokens: list[int]
+    cost_usd: list[float]
+    totals: UsageTotals
+
+
+class TimeseriesResponse(BaseModel):
+    since: str
+    until: str
+    bucket: str
+    group_by: str
+    buckets: list[str] = Field(description="Start of each bucket (UTC, ISO-8601).")
+    series: list[TimeseriesSeries] = Field(description="Largest cost first.")
+    totals: TimeseriesTotals

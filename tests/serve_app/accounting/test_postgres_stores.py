@@ -273,6 +273,32 @@ def pg(outage_server: PostgresServer) -> Iterator[PostgresServer]:
         outage_server.start()
 
 
+def test_key_update_and_usage_by_key(db_url: str) -> None:
+    ledger = open_store(db_url)
+    keys = open_key_store(db_url)
+    try:
+        record_a, _ = keys.create("a", ["demo"], rpm=5, budget_usd=2.0)
+        assert keys.usage_by_key() == {}
+        changed = keys.update(record_a.id, {"rpm": None, "tpm": 100, "allowed_models": []})
+        assert (changed.rpm, changed.tpm, changed.allowed_models, changed.budget_usd) == (
+            None,
+            100,
+            (),
+            2.0,
+        )
+        with pytest.raises(NotFoundError):
+            keys.update("key_missing", {"rpm": 1})
+        ledger.write(
+            [as_row(record(10.0, key_id=record_a.id)), as_row(record(30.0, key_id=record_a.id))]
+        )
+        assert keys.usage_by_key() == {
+            record_a.id: {"spend_usd": 0.5, "last_used_at": 30.0, "requests": 2}
+        }
+    finally:
+        ledger.close()
+        keys.close()
+
+
 def test_stores_recover_after_postgres_restart(pg: PostgresServer) -> None:
     url = create_database(pg.url)
     ledger = open_store(url)

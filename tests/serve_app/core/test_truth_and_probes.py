@@ -16,12 +16,8 @@ from serve_app.accounting.usage_store import UsageStore, open_engine
 from serve_app.contracts.config import LedgerConfig
 from serve_app.contracts.errors import InternalError
 from serve_app.core.gateway import cancelled
-from tests.serve_app.core.resilience_fakes import (
-    FakeResult,
-    assert_error,
-    build_rig,
-    failing,
-)
+from tests.fakes.handles import FakeResult
+from tests.serve_app.core.resilience_fakes import assert_error, build_rig, failing
 
 
 def test_a_programming_error_in_the_provider_call_is_an_internal_error(

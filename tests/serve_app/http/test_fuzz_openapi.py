@@ -57,7 +57,10 @@ ROUTES = (
     ("POST", "/api/v1/admin/keys/{key_id}/disable"),
     ("POST", "/api/v1/admin/keys/{key_id}/enable"),
     ("POST", "/api/v1/admin/keys/{key_id}/budget"),
+    ("PATCH", "/api/v1/admin/keys/{key_id}"),
+    ("GET", "/api/v1/whoami"),
     ("GET", "/api/v1/usage"),
+    ("GET", "/api/v1/usage/timeseries"),
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/completions"),
     ("GET", "/v1/models"),
@@ -68,6 +71,7 @@ NO_SUCCESS_EXPECTED = {
     "/api/v1/admin/keys/{key_id}/disable",
     "/api/v1/admin/keys/{key_id}/enable",
     "/api/v1/admin/keys/{key_id}/budget",
+    "/api/v1/admin/keys/{key_id}",
 }
 
 
