@@ -73,7 +73,7 @@ def admission(store: Store, **rate_limits: Any) -> tuple[Admission, Any, Metrics
 
 
 async def test_64_concurrent_calls_never_overrun_a_one_cent_budget() -> None:
-    gate, keys, _ = admission(Store(delay_s=0.001))
+    gate, keys, _ = admission(Store(delay_s=0.001), timeout_ms=10_000)  # no deadline at play
     key, _ = await keys.create("tight", budget_usd=0.01)
     max_cost, real_cost = 0.0015, 0.0012
 

@@ -18,7 +18,7 @@ from serve_app.access.key_store import open_key_store
 from serve_app.contracts.config import GatewayConfig
 from serve_app.core.gateway import Gateway
 from serve_app.http.app import create_app
-from tests.serve_app.app_factory import FakeModelHandle
+from tests.serve_app.app_factory import fake_model_handle
 
 ADMIN_KEY = "admin-console-key-0123456789abcdef"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -75,7 +75,7 @@ def console_gateway(tmp_dir: Path) -> tuple[Any, Gateway, KeyCache]:
     """The real `create_app` app (console mounted) over in-process fake handles."""
     db_url = f"sqlite:///{tmp_dir}/gateway.db"
     config = console_config(db_url)
-    handles = {name: FakeModelHandle(name) for name in ("demo", "openai", "anthropic")}
+    handles = {name: fake_model_handle(name) for name in ("demo", "openai", "anthropic")}
     keys = KeyCache(open_key_store(db_url), ttl_s=config.auth.cache_ttl_s)
     admission = Admission(
         config, keys, RateLimiter(), environ={config.auth.admin_key_env: ADMIN_KEY}
