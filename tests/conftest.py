@@ -190,9 +190,18 @@ def integration_args(
                     "context_window": 1000,
                     "max_output_tokens": 100,
                     "rpm": 5,
-                }
+                },
+                {  # the only model the response cache serves (tests/integration/test_cache_*)
+                    "id": "gpt-cached",
+                    "provider": "openai",
+                    "upstream_model": "fake-gpt-cached",
+                    "price": {"input_per_million_usd": 1.0, "output_per_million_usd": 2.0},
+                    "context_window": 1000,
+                    "max_output_tokens": 100,
+                },
             ],
         },
+        "cache": {"enabled": True, "models": ["gpt-cached"]},
         "ledger": {"url": f"sqlite:///{ledger_path}", "flush_interval_s": 0.2},
     }
 

@@ -1,2 +1,1 @@
-"""The shared rate limiter: exact sliding windows in one Ray deployment, or in Redis.
-"""
+"""The shared rate limiter: exact sliding windows in one Ray deployment, or in Redis."""

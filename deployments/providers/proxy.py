@@ -13,6 +13,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
 from deployments.providers.sdk_errors import is_retryable, map_sdk_error, retry_after_seconds
 from deployments.providers.translations import ADAPTERS, make_client
 from serve_app.contracts.config import CommercialModelConfig, ProviderConfig
@@ -24,6 +26,7 @@ from serve_app.contracts.errors import (
     UpstreamTimeoutError,
 )
 from serve_app.contracts.limits import LimitSpec
+from serve_app.contracts.tracing import operation_name, request_attributes, tracing_from_env
 from serve_app.contracts.wire import (
     GenerationOutput,
     GenerationParams,
@@ -64,6 +67,8 @@ class ProviderProxy:
         )
         if self.unavailable_reason:
             logger.warning("%s proxy unavailable: %s", provider, self.unavailable_reason)
+        # Checked once per replica: no span at all without OTEL_EXPORTER_OTLP_ENDPOINT.
+        self.tracing = tracing_from_env(os.environ, "llm-gateway")
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
         model = self._model(params.model_id)
@@ -146,6 +151,8 @@ class ProviderProxy:
         while True:
             attempt_kwargs = self._within_deadline(kwargs, params)
             try:
+                if self.tracing.enabled:
+                    return await self._traced_attempt(attempt_kwargs, params, attempt)
                 return await self.adapter.create(self.client, attempt_kwargs)
             except Exception as exc:
                 delay = self._retry_delay(exc, attempt)
@@ -158,6 +165,24 @@ class ProviderProxy:
                 logger.info("%s retry %d in %.2fs: %s", self.provider, attempt + 1, delay, exc)
                 await asyncio.sleep(delay)
                 attempt += 1
+
+    async def _traced_attempt(
+        self, kwargs: dict[str, Any], params: GenerationParams, attempt: int
+    ) -> Any:
+        """One SDK call in a CLIENT span, child of the ingress's deployment-call span; a
+        retry is a sibling span (`llm_gateway.attempt` 2, 3...)."""
+        upstream = self.models[params.model_id].upstream_model
+        attributes = request_attributes(params, self.provider, upstream)
+        attributes["llm_gateway.attempt"] = attempt + 1
+        carrier = {"traceparent": params.traceparent} if params.traceparent else None
+        name = f"{operation_name(params)} {upstream}"
+        with self.tracing.span(name, SpanKind.CLIENT, attributes, carrier) as span:
+            try:
+                return await self.adapter.create(self.client, kwargs)
+            except Exception as exc:
+                error = map_sdk_error(exc, self.provider)
+                span.set_attribute("error.type", error.error_type)
+                raise
 
     def _retry_delay(self, exc: BaseException, attempt: int) -> float | None:
         """Seconds to wait before the next try, or None when the error is final."""

@@ -87,6 +87,7 @@ class Admission:
         seconds = self.timeout_s(headers)
         ctx.deadline = time.time() + seconds
         ctx.deadline_shortened = seconds < self.config.ingress.request_timeout_s
+        ctx.apply_cache_control(headers.get("cache-control"))
         presented = presented_key(dict(headers))
         if is_admin_key(presented, self.admin_key):
             ctx.is_admin = True

@@ -27,6 +27,8 @@ COLUMNS = (
     "latency_ms",
     "outcome",
     "status",
+    "cache_hit",
+    "saved_usd",
 )
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
@@ -41,14 +43,23 @@ CREATE TABLE IF NOT EXISTS usage (
     cost_usd DOUBLE PRECISION NOT NULL,
     latency_ms DOUBLE PRECISION NOT NULL,
     outcome TEXT NOT NULL,
-    status INTEGER NOT NULL
+    status INTEGER NOT NULL,
+    cache_hit INTEGER NOT NULL DEFAULT 0,
+    saved_usd DOUBLE PRECISION NOT NULL DEFAULT 0
 )
 """
+# Tables made before the response cache lack its two columns (issue 13 moves these
+# additions to Alembic migrations).
+ADDED_COLUMNS = (
+    ("cache_hit", "INTEGER NOT NULL DEFAULT 0"),
+    ("saved_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"),
+)
 INDEX = "CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts)"
 SUMMARY_SQL = """
 SELECT provider, model_id, COUNT(*),
        SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END),
-       SUM(input_tokens), SUM(output_tokens), SUM(cost_usd)
+       SUM(input_tokens), SUM(output_tokens), SUM(cost_usd),
+       SUM(cache_hit), SUM(saved_usd)
 FROM usage WHERE ts >= {p} AND ts < {p} {key_filter}
 GROUP BY provider, model_id ORDER BY provider, model_id
 """
@@ -90,8 +101,20 @@ def _summary_rows(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
             "input_tokens": int(input_tokens or 0),
             "output_tokens": int(output_tokens or 0),
             "cost_usd": round(float(cost or 0.0), 9),
+            "cache_hits": int(hits or 0),
+            "saved_usd": round(float(saved or 0.0), 9),
         }
-        for provider, model_id, requests, errors, input_tokens, output_tokens, cost in rows
+        for (
+            provider,
+            model_id,
+            requests,
+            errors,
+            input_tokens,
+            output_tokens,
+            cost,
+            hits,
+            saved,
+        ) in rows
     ]
 
 
@@ -108,7 +131,13 @@ class SQLiteStore(ConnectionHolder):
 
     def _connect(self) -> Any:
         if self._connection is None:
-            self._connection = connect_sqlite(self.path, SCHEMA, INDEX)
+            connection = connect_sqlite(self.path, SCHEMA, INDEX)
+            present = {row[1] for row in connection.execute("PRAGMA table_info(usage)")}
+            with connection:
+                for name, kind in ADDED_COLUMNS:
+                    if name not in present:
+                        connection.execute(f"ALTER TABLE usage ADD COLUMN {name} {kind}")
+            self._connection = connection
         return self._connection
 
     def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -141,7 +170,11 @@ class PostgresStore(ConnectionHolder):
 
     def _connect(self) -> Any:
         if self._connection is None or self._connection.closed:
-            self._connection = connect_postgres(self.url, SCHEMA, INDEX)
+            added = [
+                f"ALTER TABLE usage ADD COLUMN IF NOT EXISTS {name} {kind}"
+                for name, kind in ADDED_COLUMNS
+            ]
+            self._connection = connect_postgres(self.url, SCHEMA, INDEX, *added)
         return self._connection
 
     def write(self, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -329,6 +329,53 @@ class LoggingConfig(StrictModel):
     level: str = Field("INFO", description="Log level of the gateway's logger.")
 
 
+class CacheConfig(StrictModel):
+    """Exact-match response cache for deterministic requests (temperature 0 or a seed)."""
+
+    enabled: bool = Field(False, description="Serve repeated deterministic requests from cache.")
+    backend: Literal["memory", "redis"] = Field(
+        "memory",
+        description="`memory`: per ingress replica (LRU); `redis`: shared by every replica.",
+    )
+    redis_url: str | None = Field(
+        None, description="redis://host:port/db for `redis` (else the CACHE_REDIS_URL variable)."
+    )
+    ttl_s: float = Field(3600.0, gt=0, description="Seconds an answer stays cached.")
+    max_entries: int = Field(10_000, ge=1, description="Most answers kept; the oldest go first.")
+    max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Most bytes of answers kept (memory backend)."
+    )
+    max_entry_bytes: int = Field(
+        256 * 1024, ge=256, description="Answers larger than this are not cached."
+    )
+    models: list[str] = Field(
+        default_factory=list, description="Cache only these model ids; empty: every model."
+    )
+    namespace: str = Field(
+        "llmgw:cache:", min_length=1, description="Prefix of the Redis keys (redis backend)."
+    )
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> "CacheConfig":
+        if self.enabled and self.backend == "redis" and not self.redis_url:
+            raise ValueError("cache backend redis needs redis_url (or CACHE_REDIS_URL)")
+        return self
+
+
+class TracingConfig(StrictModel):
+    """OpenTelemetry traces: exported (OTLP/HTTP) only when OTEL_EXPORTER_OTLP_ENDPOINT is set
+    in the replicas' environment; these settings shape what the spans hold."""
+
+    service_name: str = Field(
+        "llm-gateway", min_length=1, description="service.name (OTEL_SERVICE_NAME wins)."
+    )
+    capture_content: bool = Field(
+        False,
+        description="Put prompts and completions in spans (gen_ai.input.messages / "
+        "gen_ai.output.messages). Off: never.",
+    )
+
+
 class GatewayConfig(StrictModel):
     """The `args` of `serve_app.builder:build_app`."""
 
@@ -350,6 +397,8 @@ class GatewayConfig(StrictModel):
         None, description="Commercial providers and their catalog; omit to serve none."
     )
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "GatewayConfig":

@@ -154,6 +154,8 @@ class GenerationParams:
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: ToolChoice | None = None
     output_format: OutputFormat | None = None
+    # W3C trace context of the ingress's span for this call (None when tracing is off).
+    traceparent: str | None = None
 
     def prompt_chars(self) -> int:
         return prompt_chars(self.prompt, self.messages)

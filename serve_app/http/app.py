@@ -9,6 +9,7 @@ from serve_app.core.gateway import Gateway
 from serve_app.http.error_handlers import install_error_handlers
 from serve_app.http.middleware import RequestContextMiddleware
 from serve_app.http.routes import admin, anthropic_compat, commercial, native, openai_compat
+from serve_app.http.tracing_middleware import TracingMiddleware
 
 
 def create_app(
@@ -51,6 +52,8 @@ def create_app(
                 "x-ratelimit-reset-requests",
             ],
         )
+    if gateway.tracing.enabled:  # inside RequestContextMiddleware: the request id is known
+        app.add_middleware(TracingMiddleware, tracing=gateway.tracing)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=config.ingress.max_body_bytes,

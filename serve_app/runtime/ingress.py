@@ -14,6 +14,7 @@ from serve_app.access.admission import Admission, HandleLimiter, Limiter
 from serve_app.access.key_cache import KeyCache
 from serve_app.access.key_store import open_key_store
 from serve_app.contracts.config import GatewayConfig
+from serve_app.contracts.tracing import tracing_from_env
 from serve_app.core.gateway import Gateway
 from serve_app.http.app import create_app
 
@@ -64,7 +65,13 @@ class GatewayIngress:
         admission = Admission(
             gateway_config, keys, make_limiter(gateway_config, limiter), metrics=metrics
         )
-        self.gateway = Gateway(gateway_config, handles, admission=admission, metrics=metrics)
+        # Checked once per replica: without OTEL_EXPORTER_OTLP_ENDPOINT no span is ever made.
+        tracing = tracing_from_env(
+            os.environ, gateway_config.tracing.service_name, gateway_config.tracing.capture_content
+        )
+        self.gateway = Gateway(
+            gateway_config, handles, admission=admission, metrics=metrics, tracing=tracing
+        )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(self.gateway, behind_serve_proxy=True, behind_haproxy=self.behind_haproxy)

@@ -67,9 +67,15 @@ def fake_model_handle(name: str) -> ScriptedHandle:
     return ScriptedHandle(script=Script(_answer, word_delay_s=_word_delay_s), name=name)
 
 
-def gateway_config(db_url: str, auth: bool, max_body_bytes: int = MAX_BODY_BYTES) -> GatewayConfig:
+def gateway_config(
+    db_url: str,
+    auth: bool,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    cache: dict[str, Any] | None = None,
+) -> GatewayConfig:
     return GatewayConfig.model_validate(
         {
+            "cache": cache or {},
             "auth": {"enabled": auth},
             "ingress": {
                 "max_body_bytes": max_body_bytes,
@@ -111,12 +117,17 @@ class GatewayApp:
 
 
 def build_gateway_app(
-    tmp_dir: Path, auth: bool, max_body_bytes: int = MAX_BODY_BYTES, **app_options: Any
+    tmp_dir: Path,
+    auth: bool,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    cache: dict[str, Any] | None = None,
+    **app_options: Any,
 ) -> GatewayApp:
-    """The real app over fake handles; with `auth`, a key store in `tmp_dir` and one user key.
-    `app_options` go to `create_app`. The app's lifespan shutdown closes the gateway."""
+    """The real app over fake handles; with `auth`, a key store in `tmp_dir` and one user key;
+    `cache`: the response cache's config. `app_options` go to `create_app`. The app's
+    lifespan shutdown closes the gateway."""
     db_url = f"sqlite:///{tmp_dir}/gateway.db"
-    config = gateway_config(db_url, auth, max_body_bytes)
+    config = gateway_config(db_url, auth, max_body_bytes, cache)
     handles = {MODEL_ID: fake_model_handle(MODEL_ID), "openai": fake_model_handle("openai")}
     keys, user_key = None, None
     if auth:

@@ -43,6 +43,7 @@ async def messages(
     gateway: Gateway = Depends(get_gateway),
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
+    ctx.apply_cache_control(None, body.cache)
     admitted = await gateway.admitted(
         ctx,
         body.model,

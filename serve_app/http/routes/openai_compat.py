@@ -47,6 +47,7 @@ async def chat_completions(
     gateway: Gateway = Depends(get_gateway),
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
+    ctx.apply_cache_control(None, body.cache)
     admitted = await gateway.admitted(
         ctx,
         body.model,
@@ -77,6 +78,7 @@ async def completions(
     gateway: Gateway = Depends(get_gateway),
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
+    ctx.apply_cache_control(None, body.cache)
     admitted = await gateway.admitted(
         ctx,
         body.model,

@@ -88,6 +88,11 @@ class MessagesRequest(AnthropicWireModel):
         None, description="Non-empty strings; generation ends before the first one."
     )
     stream: bool = Field(False, description="Stream Anthropic server-sent events.")
+    cache: bool = Field(
+        True,
+        description="Gateway extension: false neither reads nor stores this request in the "
+        "response cache (as `Cache-Control: no-cache, no-store`).",
+    )
     metadata: AnthropicMetadata | None = Field(None, description="Accepted and ignored.")
 
     @field_validator("system", mode="before")
@@ -106,6 +111,11 @@ class MessagesRequest(AnthropicWireModel):
     @classmethod
     def _null_stream(cls, value: Any) -> Any:
         return False if value is None else value
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _null_cache(cls, value: Any) -> Any:
+        return True if value is None else value
 
     def system_text(self) -> str:
         return "" if self.system is None else _text_of(self.system)

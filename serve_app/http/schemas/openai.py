@@ -113,6 +113,11 @@ class _SamplingFields(OpenAIWireModel):
     )
     stream: bool = Field(False, description="Stream server-sent events ending in `[DONE]`.")
     stream_options: StreamOptions | None = Field(None, description="Only read when streaming.")
+    cache: bool = Field(
+        True,
+        description="Gateway extension: false neither reads nor stores this request in the "
+        "response cache (as `Cache-Control: no-cache, no-store`).",
+    )
     user: str | None = Field(None, description="End-user id; accepted and ignored.")
     seed: int | None = Field(None, description="Accepted; sampling is not made reproducible.")
     presence_penalty: float | None = Field(
@@ -122,7 +127,7 @@ class _SamplingFields(OpenAIWireModel):
         None, ge=-2, le=2, description="Accepted and ignored by local models."
     )
 
-    @field_validator("n", "stream", mode="before")
+    @field_validator("n", "stream", "cache", mode="before")
     @classmethod
     def _null_means_default(cls, value: Any, info: ValidationInfo) -> Any:
         return _null_to_default(cls, value, info)

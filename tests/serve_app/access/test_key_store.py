@@ -94,7 +94,22 @@ def add_usage(db: Path, *costs: tuple[str, float]) -> None:
         connection.executemany(
             f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({marks})",
             [
-                (1.0, f"req-{i}", key_id, "demo", "local", "demo", 1, 1, usd, 5.0, "ok", 200)
+                (
+                    1.0,
+                    f"req-{i}",
+                    key_id,
+                    "demo",
+                    "local",
+                    "demo",
+                    1,
+                    1,
+                    usd,
+                    5.0,
+                    "ok",
+                    200,
+                    0,
+                    0.0,
+                )
                 for i, (key_id, usd) in enumerate(costs)
             ],
         )

@@ -98,6 +98,8 @@ def test_ledger_store_writes_and_summarizes(db_url: str) -> None:
                 "input_tokens": 7,
                 "output_tokens": 3,
                 "cost_usd": 1.0,
+                "cache_hits": 0,
+                "saved_usd": 0.0,
             },
             {
                 "provider": "openai",
@@ -107,6 +109,8 @@ def test_ledger_store_writes_and_summarizes(db_url: str) -> None:
                 "input_tokens": 30,
                 "output_tokens": 15,
                 "cost_usd": 0.75,
+                "cache_hits": 0,
+                "saved_usd": 0.0,
             },
         ]
         for row in summary:
@@ -123,6 +127,8 @@ def test_ledger_store_writes_and_summarizes(db_url: str) -> None:
                 "input_tokens": 20,
                 "output_tokens": 10,
                 "cost_usd": 0.5,
+                "cache_hits": 0,
+                "saved_usd": 0.0,
             }
         ]
         assert store.summarize(None, None, key_id="nobody") == []
