@@ -117,14 +117,18 @@ class Admission:
 
     async def admit(self, ctx: RequestContext, params: GenerationParams) -> None:
         """Model permission (403), budget (402), then per-key and per-IP limits (429)."""
-        ctx.log["model"] = params.model_id
-        ctx.require_model(params.model_id)
+        tokens = estimate_tokens(params.prompt_chars()) + params.max_tokens
+        await self.admit_usage(ctx, params.model_id, tokens)
+
+    async def admit_usage(self, ctx: RequestContext, model_id: str, tokens: int) -> None:
+        """`admit` for a call of about `tokens` tokens (an embeddings batch: its inputs)."""
+        ctx.log["model"] = model_id
+        ctx.require_model(model_id)
         if ctx.key is not None and self.keys is not None:
             await self.keys.check_budget(ctx.key)
         specs = self._limit_specs(ctx)
         if not specs or self.limiter is None:
             return
-        tokens = estimate_tokens(params.prompt_chars()) + params.max_tokens
         decision = await self.limiter.acquire(specs, tokens)
         ctx.rate_limit_headers.extend(rate_limit_headers(decision, specs))
         if not decision.allowed:

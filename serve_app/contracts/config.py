@@ -95,11 +95,19 @@ class GenerationDefaults(StrictModel):
     )
 
 
+ModelTask = Literal["generate", "embed"]
+
+
 class LocalModelConfig(ReplicaConfig):
     """One local (fine-tuned) causal LM, served by its own deployment named after `id`."""
 
     id: str = Field(pattern=MODEL_ID_PATTERN, description="Gateway model id and deployment name.")
     path: str = Field(min_length=1, description="Directory saved with `save_pretrained`.")
+    task: ModelTask = Field(
+        "generate",
+        description="`generate`: a causal LM (chat, completions); `embed`: /v1/embeddings "
+        "only (mean-pooled, L2-normalised last hidden states).",
+    )
     description: str = Field("", description="Shown in the model listing.")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="`auto`: bfloat16/float16 on CUDA, float32 on CPU."
@@ -240,6 +248,13 @@ class CommercialModelConfig(StrictModel):
     upstream_model: str = Field(min_length=1, description="The provider's model name.")
     description: str = ""
     price: PriceConfig = Field(description="USD per million tokens, with the date taken.")
+    task: ModelTask = Field("generate", description="`embed`: an embedding model.")
+    dimensions: int | None = Field(
+        None, ge=1, description="Embedding models: the length of their vectors."
+    )
+    shortenable: bool = Field(
+        False, description="Embedding models: a request may ask for fewer `dimensions`."
+    )
     context_window: int = Field(ge=1, description="Tokens of context the model accepts.")
     max_output_tokens: int = Field(ge=1, description="Cap on a request's max_tokens.")
     default_max_tokens: int = Field(

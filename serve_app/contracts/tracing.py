@@ -20,7 +20,12 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from serve_app.contracts.wire import ChatMessage, GenerationOutput, GenerationParams
+from serve_app.contracts.wire import (
+    ChatMessage,
+    EmbeddingParams,
+    GenerationOutput,
+    GenerationParams,
+)
 
 ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 TRACES_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
@@ -143,6 +148,19 @@ def request_attributes(params: GenerationParams, provider: str, model: str) -> d
         "gen_ai.request.choice.count": params.n if params.n != 1 else None,
     }
     attributes.update({key: value for key, value in optional.items() if value is not None})
+    return attributes
+
+
+def embedding_attributes(params: EmbeddingParams, provider: str, model: str) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "embeddings",
+        "gen_ai.provider.name": provider,
+        "gen_ai.request.model": model,
+        "llm_gateway.request_id": params.request_id,
+        "llm_gateway.inputs": len(params.inputs),
+    }
+    if params.dimensions is not None:
+        attributes["gen_ai.embeddings.dimension.count"] = params.dimensions
     return attributes
 
 

@@ -81,6 +81,12 @@ class Gateway(CachedCalls):
     ) -> tuple[ModelRoute, GenerationParams]:
         """Check a validated request against the model's limits and fill in its defaults."""
         route = self.catalog.get(model_id)
+        if route.task != "generate":
+            raise InvalidRequestError(
+                f"The model {route.model_id!r} is an embedding model: call /v1/embeddings.",
+                param="model",
+                code="model_not_supported",
+            )
         self.check_prompt_length(prompt_chars(prompt, messages))
         resolved_max = route.resolve_max_tokens(max_tokens)
         if resolved_max > route.max_tokens_cap:

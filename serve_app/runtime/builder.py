@@ -11,6 +11,7 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.deployment import Deployment
 
+from deployments.engine.embedder import LocalEmbeddingServer
 from deployments.engine.server import LocalModelServer
 from deployments.limits.rate_limiter import RateLimiter
 from deployments.providers.proxy import ProviderProxy
@@ -37,7 +38,8 @@ def local_model_deployment(model: LocalModelConfig, adapters: list[AdapterConfig
     """One deployment per base model; its LoRA fine-tunes are multiplexed onto it."""
     options = model.serve_options()
     options["ray_actor_options"].update(num_gpus=model.num_gpus, resources=model.resources)
-    deployment = as_deployment(LocalModelServer).options(
+    server = LocalEmbeddingServer if model.task == "embed" else LocalModelServer
+    deployment = as_deployment(server).options(
         name=model.id,
         user_config=model.batching.model_dump(),
         **options,

@@ -35,6 +35,7 @@ MAX_NEW_TOKENS = 64  # the cap of both models
 MAX_PROMPT_CHARS = 2000
 SLOW_WORD_S = 0.2  # a streamed prompt holding "slow" yields one word per this many seconds
 COMMERCIAL_MODEL_ID = "gpt-fake"
+EMBED_MODEL_ID = "embedder"  # a local `task: embed` model
 ANTHROPIC_PATHS = ("/v1/messages",)
 NATIVE_ERROR_KEYS = {"message", "type", "param", "code"}
 ANTHROPIC_ERROR_TYPES = frozenset(get_args(AnthropicErrorType))  # as documented
@@ -83,7 +84,10 @@ def gateway_config(
                 "max_batch_items": 4,
                 "request_timeout_s": 5,
             },
-            "models": [{"id": MODEL_ID, "path": "x", "max_new_tokens": MAX_NEW_TOKENS}],
+            "models": [
+                {"id": MODEL_ID, "path": "x", "max_new_tokens": MAX_NEW_TOKENS},
+                {"id": EMBED_MODEL_ID, "path": "x", "task": "embed"},
+            ],
             "commercial": {
                 "models": [
                     {
@@ -128,7 +132,11 @@ def build_gateway_app(
     lifespan shutdown closes the gateway."""
     db_url = f"sqlite:///{tmp_dir}/gateway.db"
     config = gateway_config(db_url, auth, max_body_bytes, cache)
-    handles = {MODEL_ID: fake_model_handle(MODEL_ID), "openai": fake_model_handle("openai")}
+    handles = {
+        MODEL_ID: fake_model_handle(MODEL_ID),
+        EMBED_MODEL_ID: fake_model_handle(EMBED_MODEL_ID),
+        "openai": fake_model_handle("openai"),
+    }
     keys, user_key = None, None
     if auth:
         store = open_key_store(db_url)

@@ -29,6 +29,7 @@ from schemathesis.python.asgi import shutdown_lifespans
 from tests.serve_app.app_factory import (
     ADMIN_KEY,
     COMMERCIAL_MODEL_ID,
+    EMBED_MODEL_ID,
     MAX_NEW_TOKENS,
     MODEL_ID,
     GatewayApp,
@@ -61,6 +62,7 @@ ROUTES = (
     ("POST", "/v1/completions"),
     ("GET", "/v1/models"),
     ("POST", "/v1/messages"),
+    ("POST", "/v1/embeddings"),
 )
 # Routes whose successes need state the fuzzer cannot guess (an existing key id).
 NO_SUCCESS_EXPECTED = {"/api/v1/admin/keys/{key_id}/disable", "/api/v1/admin/keys/{key_id}/enable"}
@@ -159,7 +161,7 @@ def fuzz_operation(
     @given(
         case=operation.as_strategy(mode),
         credential=st.sampled_from(CREDENTIALS),
-        model=st.sampled_from((None, MODEL_ID, COMMERCIAL_MODEL_ID)),
+        model=st.sampled_from((None, MODEL_ID, COMMERCIAL_MODEL_ID, EMBED_MODEL_ID)),
     )
     def run(case: schemathesis.Case, credential: str, model: str | None) -> None:
         if model is not None:

@@ -22,6 +22,7 @@ from tests.fakes.handles import FakeHandle, FakeResponse
 from tests.fakes.otlp_receiver import OTLPReceiver, ReceivedSpan, otlp_receiver
 from tests.serve_app.app_factory import (
     COMMERCIAL_MODEL_ID,
+    EMBED_MODEL_ID,
     MODEL_ID,
     fake_model_handle,
     gateway_config,
@@ -81,7 +82,11 @@ def traced_client(
     proxy = ProviderProxy("openai", provider_config, models, FakeHandle(acquire=allow))
     environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}
     tracing = tracing_from_env(environ, "llm-gateway-test", capture)
-    handles = {MODEL_ID: fake_model_handle(MODEL_ID), "openai": InProcessHandle(proxy)}
+    handles = {
+        MODEL_ID: fake_model_handle(MODEL_ID),
+        EMBED_MODEL_ID: fake_model_handle(EMBED_MODEL_ID),
+        "openai": InProcessHandle(proxy),
+    }
     gateway = Gateway(config, handles, tracing=tracing)
     return TestClient(create_app(gateway)), gateway, proxy
 
@@ -175,7 +180,11 @@ def test_without_an_endpoint_nothing_is_traced(tmp_path: Path) -> None:
     assert not tracing.enabled and tracing.provider is None
     gateway = Gateway(
         gateway_config(f"sqlite:///{tmp_path}/gw.db", auth=False),
-        {MODEL_ID: fake_model_handle(MODEL_ID), "openai": fake_model_handle("openai")},
+        {
+            MODEL_ID: fake_model_handle(MODEL_ID),
+            EMBED_MODEL_ID: fake_model_handle(EMBED_MODEL_ID),
+            "openai": fake_model_handle("openai"),
+        },
     )
     app = create_app(gateway)
     assert not gateway.tracing.enabled
