@@ -37,6 +37,7 @@ class ModelRoute:
     default_max_tokens: int | None = None
     adapter: str | None = None  # a LoRA fine-tune served by the `deployment` of its base
     fallbacks: tuple[str, ...] = ()
+    vision: bool = False  # takes images (commercial catalog `vision: true`)
 
     def resolve_max_tokens(self, requested: int | None) -> int:
         if requested is not None:
@@ -96,6 +97,7 @@ def commercial_route(model: CommercialModelConfig, handle: Any) -> ModelRoute:
         tpm=model.tpm,
         default_max_tokens=min(model.default_max_tokens, model.max_output_tokens),
         fallbacks=tuple(model.fallbacks),
+        vision=model.vision,
     )
 
 

@@ -28,6 +28,7 @@ from serve_app.contracts.wire import (
     StreamChunk,
 )
 from serve_app.core.breakers import CircuitBreakers
+from serve_app.core.capabilities import check_capabilities, check_limits
 from serve_app.core.catalog import ModelCatalog, ModelRoute
 from serve_app.core.fallbacks import complete_with_fallbacks, stream_with_fallbacks
 from serve_app.core.handle_calls import call_with_deadline
@@ -69,8 +70,13 @@ class Gateway:
         temperature: float | None = None,
         top_p: float | None = None,
         stop: list[str] | None = None,
+        options: Mapping[str, Any] | None = None,
+        image_at: tuple[str, ...] = (),
     ) -> tuple[ModelRoute, GenerationParams]:
-        """Check a validated request against the model's limits and fill in its defaults."""
+        """Check a validated request against the model's limits and fill in its defaults.
+
+        `options` are the other `GenerationParams` fields (tools, sampling, formats);
+        `image_at` names where each image of the request is, for the error that refuses it."""
         route = self.catalog.get(model_id)
         self.check_prompt_length(len(prompt) + sum(len(m.content) for m in messages))
         resolved_max = route.resolve_max_tokens(max_tokens)
@@ -91,7 +97,10 @@ class Gateway:
             stop=self.check_stop(stop or []),
             messages=messages,
             adapter=route.adapter,
+            **(options or {}),
         )
+        check_limits(self.config.ingress, params, image_at)
+        check_capabilities(route, params, image_at)
         return route, params
 
     async def admitted(

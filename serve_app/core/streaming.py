@@ -44,7 +44,7 @@ class StreamResult:
         self.input_tokens = chunk.input_tokens or self.input_tokens
         self.output_tokens = chunk.output_tokens or self.output_tokens
         self.served_model = chunk.served_model or self.served_model
-        if chunk.finish_reason:
+        if chunk.finish_reason and not chunk.index:  # other choices finish in their chunks
             self.finish_reason = chunk.finish_reason
 
     def estimate_missing_counts(self, params: GenerationParams) -> None:

@@ -8,7 +8,7 @@ from starlette.responses import Response
 from serve_app.access.auth import RequestContext
 from serve_app.contracts.wire import StreamChunk
 from serve_app.core.gateway import Gateway
-from serve_app.http.formats import AnthropicStream, anthropic_message
+from serve_app.http.formats_anthropic import AnthropicStream, anthropic_message
 from serve_app.http.routes.native import get_context, get_gateway
 from serve_app.http.routes.responding import respond
 from serve_app.http.schemas.anthropic import (
@@ -51,6 +51,8 @@ async def messages(
         temperature=body.temperature,
         top_p=body.top_p,
         stop=body.stop_list(),
+        options=body.options(),
+        image_at=body.image_locations(),
     )
     message_id = f"msg_{ctx.request_id}"
 
@@ -58,8 +60,8 @@ async def messages(
         fmt = AnthropicStream(served or body.model, message_id)
         return SSEFormat(
             start=fmt.start(first.input_tokens),
-            delta=fmt.delta,
-            end=lambda r: fmt.finish(r.finish_reason, r.output_tokens),
+            delta=fmt.chunk,
+            end=lambda r: fmt.finish(r.finish_reason, r.output_tokens, r.input_tokens),
             error=fmt.error,
         )
 

@@ -9,13 +9,12 @@ import pytest
 from pydantic import ValidationError
 
 from serve_app.contracts.wire import ChatMessage
-from serve_app.http.schemas.openai import (
+from serve_app.http.schemas.openai import ChatCompletionRequest, CompletionRequest
+from serve_app.http.schemas.openai_responses import (
     ChatCompletion,
     ChatCompletionChunk,
-    ChatCompletionRequest,
     Completion,
     CompletionChunk,
-    CompletionRequest,
     OpenAIErrorResponse,
     OpenAIModelList,
 )
