@@ -113,7 +113,7 @@ def _response_format(params: GenerationParams) -> dict[str, Any]:
 
 
 def _optional(params: GenerationParams) -> dict[str, Any]:
-    fields = {
+    fields: dict[str, Any] = {
         "temperature": params.temperature,
         "top_p": params.top_p,
         "seed": params.seed,
@@ -121,7 +121,7 @@ def _optional(params: GenerationParams) -> dict[str, Any]:
         "frequency_penalty": params.frequency_penalty,
         "user": params.user,
     }
-    kwargs = {name: value for name, value in fields.items() if value is not None}
+    kwargs: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
     if params.stop:
         kwargs["stop"] = list(params.stop)
     if params.n != 1:

@@ -111,6 +111,20 @@ class Gateway:
         await self.admission.admit(ctx, params)
         return route, params
 
+    async def count_tokens(
+        self, ctx: RequestContext, model_id: str, **request: Any
+    ) -> dict[str, Any]:
+        """Input tokens of a request on `model_id` (its deployment counts them: the local
+        tokenizer, Anthropic's endpoint, or an estimate for OpenAI models). Needs the
+        key's permission for the model; no rate-limit slot, nothing is generated."""
+        route, params = self.prepare(model_id, ctx.request_id, **request)
+        ctx.require_model(route.model_id)
+        timeout_s = ctx.remaining_s(self.config.ingress.request_timeout_s)
+        answer = await call_with_deadline(
+            route.handle.count_tokens.remote(params), route.deployment, timeout_s
+        )
+        return {"input_tokens": answer} if isinstance(answer, int) else dict(answer)
+
     def check_prompt_length(self, chars: int) -> None:
         limit = self.config.ingress.max_prompt_chars
         if chars > limit:

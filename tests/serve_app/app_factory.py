@@ -122,6 +122,7 @@ class FakeModelHandle:
             lambda: {"provider": name, "key_configured": True, "reachable": True}
         )
         self.generate_stream = _StreamMethod()
+        self.count_tokens = _Method(lambda params: len(_text_of(params).split()))
 
     @staticmethod
     def _generate(params: GenerationParams) -> GenerationOutput | BaseException:

@@ -9,12 +9,14 @@ from serve_app.access.auth import RequestContext
 from serve_app.contracts.wire import StreamChunk
 from serve_app.core.gateway import Gateway
 from serve_app.http.formats_anthropic import AnthropicStream, anthropic_message
-from serve_app.http.routes.native import get_context, get_gateway
+from serve_app.http.routes.native import get_context, get_gateway, json_response
 from serve_app.http.routes.responding import respond
 from serve_app.http.schemas.anthropic import (
     AnthropicErrorResponse,
     AnthropicMessage,
+    CountTokensRequest,
     MessagesRequest,
+    TokenCount,
 )
 from serve_app.http.sse import SSEFormat
 
@@ -75,3 +77,21 @@ async def messages(
             out, model=served or body.model, message_id=message_id
         ),
     )
+
+
+@router.post("/messages/count_tokens", response_model=TokenCount, responses=ERRORS)
+async def count_tokens(
+    body: CountTokensRequest,
+    gateway: Gateway = Depends(get_gateway),
+    ctx: RequestContext = Depends(get_context),
+) -> Response:
+    """Anthropic's token counting, for every model: exact for local and Claude models, an
+    estimate (`"estimated": true`) for OpenAI models, which have no counting endpoint."""
+    counted = await gateway.count_tokens(
+        ctx,
+        body.model,
+        messages=body.chat_messages(),
+        options=body.options(),
+        image_at=body.image_locations(),
+    )
+    return json_response(counted)

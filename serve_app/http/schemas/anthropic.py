@@ -65,7 +65,7 @@ class MessagesRequest(AnthropicWireModel):
     max_tokens: int = Field(ge=1, description="Tokens to generate (required, as Anthropic).")
     temperature: float | None = Field(None, ge=0, le=1, description="0 = greedy.")
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
-    top_k: int | None = Field(None, ge=1, description="Sample from the k likeliest tokens.")
+    top_k: int | None = Field(None, ge=0, description="Sample from the k likeliest tokens.")
     stop_sequences: list[str] | None = Field(
         None, description="Non-empty strings; generation ends before the first one."
     )
@@ -138,6 +138,12 @@ class MessagesRequest(AnthropicWireModel):
         }
 
 
+class CountTokensRequest(MessagesRequest):
+    """`/v1/messages/count_tokens`: a Messages request without the generation fields."""
+
+    max_tokens: int = Field(1, ge=1, description="Not used for counting; accepted if sent.")
+
+
 # -- responses (documentation of what `serve_app.http.formats` builds) ------------------------
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal"]
@@ -171,6 +177,12 @@ class AnthropicMessage(BaseModel):
         None, description="Always null: the gateway does not report which stop string matched."
     )
     usage: AnthropicUsage
+
+
+class TokenCount(BaseModel):
+    input_tokens: int
+    estimated: bool | None = Field(None, description="True for an estimate (OpenAI models).")
+    tokenizer: str | None = Field(None, description="The vocabulary an estimate used.")
 
 
 AnthropicErrorType = Literal[

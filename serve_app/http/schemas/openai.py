@@ -7,9 +7,9 @@ decided in `serve_app.core.capabilities` (a 400 naming the field and the model i
 Response models live in `openai_responses`.
 """
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from serve_app.contracts.wire import ChatMessage
 from serve_app.http.schemas.openai_base import OpenAIWireModel
@@ -29,6 +29,8 @@ MAX_STOP_STRINGS = 4
 MAX_CHOICES = 128
 MAX_TOP_LOGPROBS = 20
 MAX_COMPLETION_LOGPROBS = 5
+TokenId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}$")]
+Bias = Annotated[float, Field(ge=-100, le=100)]
 ServiceTier = Literal["auto", "default", "flex", "scale", "priority"]
 
 
@@ -83,19 +85,9 @@ class _SamplingFields(OpenAIWireModel):
     seed: int | None = Field(None, description="Same seed, same request: the same text.")
     presence_penalty: float | None = Field(None, ge=-2, le=2, description="-2..2.")
     frequency_penalty: float | None = Field(None, ge=-2, le=2, description="-2..2.")
-    logit_bias: dict[str, float] | None = Field(
+    logit_bias: dict[TokenId, Bias] | None = Field(
         None, description="Token id (as a string) -> bias -100..100."
     )
-
-    @field_validator("logit_bias")
-    @classmethod
-    def _bias_rules(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        for token, bias in (value or {}).items():
-            if not token.isdigit():
-                raise ValueError(f"logit_bias keys are token ids; got {token!r}")
-            if not -100 <= bias <= 100:
-                raise ValueError(f"logit_bias values are -100..100; got {bias}")
-        return value
 
     @field_validator("n", "stream", mode="before")
     @classmethod
