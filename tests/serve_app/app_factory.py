@@ -135,7 +135,9 @@ class FakeModelHandle:
         return self
 
 
-def gateway_config(db_url: str, auth: bool, max_body_bytes: int = MAX_BODY_BYTES) -> GatewayConfig:
+def gateway_config(
+    db_url: str, auth: bool, max_body_bytes: int = MAX_BODY_BYTES, ingress: Any = None
+) -> GatewayConfig:
     return GatewayConfig.model_validate(
         {
             "auth": {"enabled": auth},
@@ -144,6 +146,7 @@ def gateway_config(db_url: str, auth: bool, max_body_bytes: int = MAX_BODY_BYTES
                 "max_prompt_chars": MAX_PROMPT_CHARS,
                 "max_batch_items": 4,
                 "request_timeout_s": 5,
+                **(ingress or {}),
             },
             "models": [{"id": MODEL_ID, "path": "x", "max_new_tokens": MAX_NEW_TOKENS}],
             "commercial": {
@@ -155,6 +158,7 @@ def gateway_config(db_url: str, auth: bool, max_body_bytes: int = MAX_BODY_BYTES
                         "price": {"input_per_million_usd": 1.0},
                         "context_window": 4096,
                         "max_output_tokens": MAX_NEW_TOKENS,
+                        "vision": True,
                     }
                 ]
             },
@@ -179,12 +183,16 @@ class GatewayApp:
 
 
 def build_gateway_app(
-    tmp_dir: Path, auth: bool, max_body_bytes: int = MAX_BODY_BYTES, **app_options: Any
+    tmp_dir: Path,
+    auth: bool,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    ingress: Any = None,
+    **app_options: Any,
 ) -> GatewayApp:
     """The real app over fake handles; with `auth`, a key store in `tmp_dir` and one user key.
     `app_options` go to `create_app`. The app's lifespan shutdown closes the gateway."""
     db_url = f"sqlite:///{tmp_dir}/gateway.db"
-    config = gateway_config(db_url, auth, max_body_bytes)
+    config = gateway_config(db_url, auth, max_body_bytes, ingress)
     handles = {MODEL_ID: FakeModelHandle(MODEL_ID), "openai": FakeModelHandle("openai")}
     keys, user_key = None, None
     if auth:

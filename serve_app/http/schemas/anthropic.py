@@ -11,7 +11,7 @@ check shared by the wire schemas.
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from serve_app.contracts.wire import ChatMessage, OutputFormat
 from serve_app.http.schemas.anthropic_blocks import (
@@ -87,11 +87,25 @@ class MessagesRequest(AnthropicWireModel):
             check_block_types("system", data["system"])
         return data
 
-    @model_validator(mode="after")
-    def _consistent(self) -> "MessagesRequest":
-        check_tools(self.tools, self.tool_choice)
-        check_tool_results(self.messages)
-        return self
+    # Cross-field checks are field validators (reading the fields declared before them),
+    # so that the 400 names the field.
+    @field_validator("messages")
+    @classmethod
+    def _results_answer_uses(cls, value: list[AnthropicMessageIn]) -> list[AnthropicMessageIn]:
+        check_tool_results(value)
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _unique_tools(cls, value: list[AnthropicToolIn] | None) -> list[AnthropicToolIn] | None:
+        check_tools(value, None)
+        return value
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice_names_a_tool(cls, value: Any, info: ValidationInfo) -> Any:
+        check_tools(info.data.get("tools"), value)
+        return value
 
     @field_validator("stop_sequences")
     @classmethod

@@ -9,7 +9,7 @@ Response models live in `openai_responses`.
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
 from serve_app.contracts.wire import ChatMessage
 from serve_app.http.schemas.openai_base import OpenAIWireModel
@@ -141,15 +141,39 @@ class ChatCompletionRequest(_SamplingFields):
     metadata: dict[str, str] | None = Field(None, description="Up to 16 pairs, passed on.")
     service_tier: ServiceTier | None = Field(None, description="Passed on where it applies.")
 
-    @model_validator(mode="after")
-    def _consistent(self) -> "ChatCompletionRequest":
-        check_tools(self.tools, self.tool_choice)
-        check_tool_results(self.messages)
-        if self.top_logprobs and not self.logprobs:
+    # Cross-field checks are field validators (reading the fields declared before them),
+    # so that the 400 names the field.
+    @field_validator("messages")
+    @classmethod
+    def _results_answer_calls(cls, value: list[ChatMessageIn]) -> list[ChatMessageIn]:
+        check_tool_results(value)
+        return value
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _needs_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value and not info.data.get("logprobs"):
             raise ValueError("top_logprobs needs logprobs: true")
-        if self.metadata is not None and len(self.metadata) > 16:
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _unique_tools(cls, value: list[ToolIn] | None) -> list[ToolIn] | None:
+        check_tools(value, None)
+        return value
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice_names_a_tool(cls, value: Any, info: ValidationInfo) -> Any:
+        check_tools(info.data.get("tools"), value)
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _sixteen_pairs(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and len(value) > 16:
             raise ValueError("metadata holds at most 16 pairs")
-        return self
+        return value
 
     def chat_messages(self) -> tuple[ChatMessage, ...]:
         return tuple(m.wire() for m in self.messages)

@@ -53,6 +53,11 @@ class ImageURLPart(OpenAIWireModel):
     type: Literal["image_url"]
     image_url: ImageURL
 
+    @model_validator(mode="after")
+    def _check_url(self) -> "ImageURLPart":
+        self.image()  # a bad data: URL, a non-image media type or scheme is a 400 here
+        return self
+
     def image(self) -> ImagePart:
         url, detail = self.image_url.url, self.image_url.detail
         if url.startswith("data:"):
