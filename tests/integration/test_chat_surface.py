@@ -149,10 +149,10 @@ def test_sampling_fields_are_passed_on_or_refused(
         {"team": "search"},
     )
     assert (body["n"], body["service_tier"]) == (2, "default")
-    claude.messages.create(
+    claude.messages.create(  # the 2.x SDK takes sampling fields only through extra_body
         model=CLAUDE,
         max_tokens=8,
-        top_k=5,
+        extra_body={"top_k": 5},
         metadata={"user_id": "u-9"},
         messages=[{"role": "user", "content": "hi"}],
     )
@@ -167,7 +167,10 @@ def test_sampling_fields_are_passed_on_or_refused(
         assert CLAUDE in refused.value.body["message"]  # type: ignore[index]
     with pytest.raises(anthropic.BadRequestError, match="top_k"):
         claude.messages.create(
-            model=GPT, max_tokens=8, top_k=5, messages=[{"role": "user", "content": "hi"}]
+            model=GPT,
+            max_tokens=8,
+            extra_body={"top_k": 5},
+            messages=[{"role": "user", "content": "hi"}],
         )
 
 

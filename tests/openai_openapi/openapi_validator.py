@@ -3,7 +3,8 @@
 `schemas.json` holds the component schemas (OpenAPI 3.1, i.e. JSON Schema 2020-12) that
 `extract.py` took from `openai/openai-openapi`. A few of them still carry the 3.0 keyword
 `nullable: true`, which JSON Schema ignores; it is read as the API behaves: `null` is also
-a valid value (added to `type`, and to `enum` when there is one).
+a valid value (added to `type`, and to `enum` when there is one; a nullable `$ref` becomes
+`anyOf: [the ref, null]`, as the streamed `usage: null` needs).
 """
 
 import copy
@@ -30,6 +31,8 @@ def read_nullable(node: Any) -> Any:
         kind = node.get("type")
         if isinstance(kind, str):
             node["type"] = [kind, "null"]
+        elif kind is None:  # e.g. a nullable `$ref`: either it or null
+            return {"anyOf": [node, {"type": "null"}]}
         if isinstance(node.get("enum"), list) and None not in node["enum"]:
             node["enum"] = [*node["enum"], None]
     return node

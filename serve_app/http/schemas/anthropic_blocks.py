@@ -19,7 +19,7 @@ from serve_app.contracts.wire import (
     ToolChoice,
     ToolSpec,
 )
-from serve_app.http.schemas.media import image_from_base64, image_from_url
+from serve_app.http.schemas.media import check_media_type, image_from_base64, image_from_url
 from serve_app.http.schemas.unicode import reject_lone_surrogates
 
 # Several text blocks of one message (or of `system`) are joined with this.
@@ -123,6 +123,12 @@ def check_block_types(role: Any, content: Any) -> None:
                 f"content block {index} has type {kind!r}; a {role} turn takes "
                 f"{', '.join(allowed)} blocks"
             )
+        source = block.get("source") if kind == "image" else None
+        if isinstance(source, dict) and source.get("type") == "base64":
+            try:  # one clear message rather than a union error dump
+                check_media_type(str(source.get("media_type")))
+            except ValueError as exc:
+                raise ValueError(f"content block {index}: {exc}") from None
 
 
 def text_of(content: str | list[TextBlockIn]) -> str:

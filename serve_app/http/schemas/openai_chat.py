@@ -48,6 +48,11 @@ class ImageURL(OpenAIWireModel):
     url: str = Field(min_length=1, description="https URL or a base64 `data:image/...` URL.")
     detail: Literal["auto", "low", "high"] | None = None
 
+    def image_part(self) -> ImagePart:
+        if self.url.startswith("data:"):
+            return image_from_data_url(self.url, self.detail)
+        return image_from_url(self.url, self.detail)
+
 
 class ImageURLPart(OpenAIWireModel):
     type: Literal["image_url"]
@@ -59,10 +64,7 @@ class ImageURLPart(OpenAIWireModel):
         return self
 
     def image(self) -> ImagePart:
-        url, detail = self.image_url.url, self.image_url.detail
-        if url.startswith("data:"):
-            return image_from_data_url(url, detail)
-        return image_from_url(url, detail)
+        return self.image_url.image_part()
 
 
 Part = Annotated[TextPart | RefusalPart | ImageURLPart, Field(discriminator="type")]
@@ -85,6 +87,9 @@ class FunctionCallIn(OpenAIWireModel):
 
 
 class ToolCallIn(OpenAIWireModel):
+    index: int | None = Field(
+        None, description="Accepted: the SDKs' stream helpers leave it on assembled calls."
+    )
     id: str = Field(min_length=1, max_length=256)
     type: Literal["function"]
     function: FunctionCallIn
@@ -101,6 +106,12 @@ def _check_part_types(role: Any, content: Any) -> None:
                 f"content part {index} has type {kind!r}; a {role} message takes "
                 f"{', '.join(allowed)} parts"
             )
+        url = part.get("image_url", {}).get("url") if kind == "image_url" else None
+        if isinstance(url, str):  # one clear message rather than a union error dump
+            try:
+                ImageURL(url=url).image_part()
+            except ValueError as exc:
+                raise ValueError(f"content part {index}: {exc}") from None
 
 
 class ChatMessageIn(OpenAIWireModel):
