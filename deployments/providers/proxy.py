@@ -17,6 +17,12 @@ from opentelemetry.trace import SpanKind
 
 from deployments.providers.sdk_calls import openai_embeddings_create
 from deployments.providers.sdk_errors import is_retryable, map_sdk_error, retry_after_seconds
+from deployments.providers.token_counts import (
+    anthropic_count,
+    anthropic_count_body,
+    encoding_name,
+    openai_estimate,
+)
 from deployments.providers.translations import ADAPTERS, make_client
 from serve_app.contracts.config import CommercialModelConfig, ProviderConfig
 from serve_app.contracts.errors import (
@@ -65,6 +71,7 @@ class ProviderProxy:
         self.models = {m["id"]: CommercialModelConfig.model_validate(m) for m in models}
         self.adapter = ADAPTERS[provider]
         self.limiter = limiter
+        self.encodings: dict[str, Any] = {}  # tokenizers for count_tokens, loaded on first use
         api_key = os.environ.get(self.config.api_key_env, "")
         self.unavailable_reason = (
             None if api_key else f"no API key: set the {self.config.api_key_env} variable"
@@ -129,6 +136,25 @@ class ProviderProxy:
             raise map_sdk_error(exc, self.provider) from None
         finally:
             await stream.close()
+
+    async def count_tokens(self, params: GenerationParams) -> dict[str, Any]:
+        """Input tokens of a request: Anthropic's endpoint, or an estimate for OpenAI."""
+        model = self._model(params.model_id)
+        if self.provider == "openai":
+            name = encoding_name(model.upstream_model)
+            if name not in self.encodings:
+                import bpe_openai
+
+                self.encodings[name] = bpe_openai.get_encoding(name)
+            tokens = await asyncio.to_thread(openai_estimate, self.encodings[name], params)
+            return {"input_tokens": tokens, "estimated": True, "tokenizer": name}
+        self._require_client()
+        body = anthropic_count_body(params, model)
+        try:
+            return {"input_tokens": await anthropic_count(self.client, body, params.request_id)}
+        except Exception as exc:
+            logger.warning("%s count_tokens failed: %s", self.provider, type(exc).__name__)
+            raise map_sdk_error(exc, self.provider) from None
 
     def _require_client(self) -> None:
         if self.client is None:

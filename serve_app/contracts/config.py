@@ -175,6 +175,19 @@ class IngressConfig(ReplicaConfig):
     max_prompt_chars: int = Field(32_000, ge=1, description="Longer prompts get 400.")
     max_batch_items: int = Field(16, ge=1, le=1024, description="Items in one /generate/batch.")
     max_stop_sequences: int = Field(4, ge=0, le=64, description="Stop strings per request.")
+    max_tools: int = Field(128, ge=0, le=4096, description="Tools one request may declare (400).")
+    max_schema_bytes: int = Field(
+        65_536,
+        ge=256,
+        description="Largest JSON Schema (a tool's parameters or a response format), as "
+        "compact JSON; larger is a 400.",
+    )
+    max_image_bytes: int = Field(
+        5_242_880,
+        ge=1024,
+        description="Largest inline (base64 / data: URL) image, decoded; larger is a 413. "
+        "Images also count toward max_body_bytes.",
+    )
     request_timeout_s: float = Field(
         120.0,
         gt=0,
@@ -260,6 +273,7 @@ class CommercialModelConfig(StrictModel):
     default_max_tokens: int = Field(
         1024, ge=1, description="max_tokens sent when a request sets none."
     )
+    vision: bool = Field(False, description="The model takes images in user turns.")
     rpm: int | None = Field(None, ge=1, description="Requests per minute for this model.")
     tpm: int | None = Field(None, ge=1, description="Tokens per minute for this model.")
     fallbacks: list[str] = Field(

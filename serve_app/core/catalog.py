@@ -40,6 +40,7 @@ class ModelRoute:
     task: str = "generate"  # or "embed": /v1/embeddings only
     dimensions: int | None = None  # an embedding model's vector length (None: unknown)
     shortenable: bool = False  # an embedding model that takes `dimensions`
+    vision: bool = False  # takes images (commercial catalog `vision: true`)
 
     def resolve_max_tokens(self, requested: int | None) -> int:
         if requested is not None:
@@ -115,6 +116,7 @@ def commercial_route(model: CommercialModelConfig, handle: Any) -> ModelRoute:
         task=model.task,
         dimensions=model.dimensions,
         shortenable=model.shortenable,
+        vision=model.vision,
     )
 
 

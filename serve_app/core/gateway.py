@@ -18,6 +18,7 @@ from serve_app import __version__
 from serve_app.access.admission import Admission
 from serve_app.access.auth import RequestContext
 from serve_app.accounting.ledger import Ledger, UsageRecord
+from serve_app.accounting.response_store import ResponseStore
 from serve_app.contracts.config import GatewayConfig
 from serve_app.contracts.errors import GatewayError, InvalidRequestError, UpstreamTimeoutError
 from serve_app.contracts.pricing import cost_usd
@@ -32,6 +33,7 @@ from serve_app.contracts.wire import (
 from serve_app.core.breakers import CircuitBreakers
 from serve_app.core.cache import ResponseCache
 from serve_app.core.cached_calls import CachedCalls
+from serve_app.core.capabilities import check_capabilities, check_limits
 from serve_app.core.catalog import ModelCatalog, ModelRoute
 from serve_app.core.handle_calls import call_with_deadline
 from serve_app.core.probes import DeploymentProbe
@@ -60,6 +62,7 @@ class Gateway(CachedCalls):
         self.probe = DeploymentProbe(config, self.catalog, handles)
         self.breakers = CircuitBreakers(config.circuit_breaker)
         self.cache = cache or ResponseCache(config.cache)
+        self.responses = ResponseStore(config.ledger.url)  # /v1/responses with store: true
         self.tracing = tracing or Tracing(capture_content=config.tracing.capture_content)
         self.background: set[asyncio.Task[None]] = set()  # cache writes in flight
         self.started_at = time.monotonic()
@@ -78,8 +81,13 @@ class Gateway(CachedCalls):
         temperature: float | None = None,
         top_p: float | None = None,
         stop: list[str] | None = None,
+        options: Mapping[str, Any] | None = None,
+        image_at: tuple[str, ...] = (),
     ) -> tuple[ModelRoute, GenerationParams]:
-        """Check a validated request against the model's limits and fill in its defaults."""
+        """Check a validated request against the model's limits and fill in its defaults.
+
+        `options` are the other `GenerationParams` fields (tools, sampling, formats);
+        `image_at` names where each image of the request is, for the error that refuses it."""
         route = self.catalog.get(model_id)
         if route.task != "generate":
             raise InvalidRequestError(
@@ -106,7 +114,10 @@ class Gateway(CachedCalls):
             stop=self.check_stop(stop or []),
             messages=messages,
             adapter=route.adapter,
+            **(options or {}),
         )
+        check_limits(self.config.ingress, params, image_at)
+        check_capabilities(route, params, image_at)
         return route, params
 
     async def admitted(
@@ -116,6 +127,20 @@ class Gateway(CachedCalls):
         route, params = self.prepare(model_id, ctx.request_id, **request)
         await self.admission.admit(ctx, params)
         return route, params
+
+    async def count_tokens(
+        self, ctx: RequestContext, model_id: str, **request: Any
+    ) -> dict[str, Any]:
+        """Input tokens of a request on `model_id` (its deployment counts them: the local
+        tokenizer, Anthropic's endpoint, or an estimate for OpenAI models). Needs the
+        key's permission for the model; no rate-limit slot, nothing is generated."""
+        route, params = self.prepare(model_id, ctx.request_id, **request)
+        ctx.require_model(route.model_id)
+        timeout_s = ctx.remaining_s(self.config.ingress.request_timeout_s)
+        answer = await call_with_deadline(
+            route.handle.count_tokens.remote(params), route.deployment, timeout_s
+        )
+        return {"input_tokens": answer} if isinstance(answer, int) else dict(answer)
 
     def check_prompt_length(self, chars: int) -> None:
         limit = self.config.ingress.max_prompt_chars
@@ -395,6 +420,7 @@ class Gateway(CachedCalls):
             await asyncio.gather(*self.background, return_exceptions=True)
         await self.cache.close()
         await self.ledger.close()
+        await asyncio.to_thread(self.responses.close)
         self.tracing.shutdown()
 
 

@@ -15,6 +15,7 @@ from serve_app.http.routes import (
     embeddings,
     native,
     openai_compat,
+    responses_api,
 )
 from serve_app.http.tracing_middleware import TracingMiddleware
 
@@ -37,7 +38,8 @@ def create_app(
     )
     app.state.gateway = gateway
     install_error_handlers(app)
-    for module in (native, commercial, admin, openai_compat, embeddings, anthropic_compat):
+    modules = (native, commercial, admin, openai_compat, embeddings, responses_api)
+    for module in (*modules, anthropic_compat):
         app.include_router(module.router)
     if config.security.cors_origins:
         app.add_middleware(

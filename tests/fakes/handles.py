@@ -193,6 +193,14 @@ class _Embed:
         return FakeResult(EmbeddingOutput(rows, 2 * len(params.inputs), params.model_id))
 
 
+class _Counter:
+    """`count_tokens`: the words of the prompt and messages (the fuzz app's tokenizer)."""
+
+    def remote(self, params: GenerationParams) -> FakeResult:
+        source = params.prompt or " ".join(m.content for m in params.messages)
+        return FakeResult(len(source[:40].split()))
+
+
 class _Probe:
     def __init__(self, result: dict[str, Any]) -> None:
         self.result = result
@@ -230,6 +238,7 @@ class ScriptedHandle:
         self.generate = _Method(self, "generate")
         self.generate_stream = _Method(self, "generate_stream")
         self.embed = _Embed()
+        self.count_tokens = _Counter()
         self.describe = _Probe({"metadata": {"context_length": 512}})
         upstream = {"provider": name} if name else {}
         self.check_upstream = _Probe({**upstream, "key_configured": True, "reachable": True})

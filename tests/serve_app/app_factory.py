@@ -73,6 +73,7 @@ def gateway_config(
     auth: bool,
     max_body_bytes: int = MAX_BODY_BYTES,
     cache: dict[str, Any] | None = None,
+    ingress: Any = None,
 ) -> GatewayConfig:
     return GatewayConfig.model_validate(
         {
@@ -83,6 +84,7 @@ def gateway_config(
                 "max_prompt_chars": MAX_PROMPT_CHARS,
                 "max_batch_items": 4,
                 "request_timeout_s": 5,
+                **(ingress or {}),
             },
             "models": [
                 {"id": MODEL_ID, "path": "x", "max_new_tokens": MAX_NEW_TOKENS},
@@ -97,6 +99,7 @@ def gateway_config(
                         "price": {"input_per_million_usd": 1.0},
                         "context_window": 4096,
                         "max_output_tokens": MAX_NEW_TOKENS,
+                        "vision": True,
                     }
                 ]
             },
@@ -125,13 +128,14 @@ def build_gateway_app(
     auth: bool,
     max_body_bytes: int = MAX_BODY_BYTES,
     cache: dict[str, Any] | None = None,
+    ingress: Any = None,
     **app_options: Any,
 ) -> GatewayApp:
     """The real app over fake handles; with `auth`, a key store in `tmp_dir` and one user key;
     `cache`: the response cache's config. `app_options` go to `create_app`. The app's
     lifespan shutdown closes the gateway."""
     db_url = f"sqlite:///{tmp_dir}/gateway.db"
-    config = gateway_config(db_url, auth, max_body_bytes, cache)
+    config = gateway_config(db_url, auth, max_body_bytes, cache, ingress)
     handles = {
         MODEL_ID: fake_model_handle(MODEL_ID),
         EMBED_MODEL_ID: fake_model_handle(EMBED_MODEL_ID),

@@ -112,7 +112,7 @@ def native_sse(gateway: Gateway, route: ModelRoute, used: ModelRoute, rid: str) 
 
     return SSEFormat(
         start=b"",
-        delta=lambda text: sse_data({"text": text}),
+        delta=lambda chunk: sse_data({"text": chunk.text}) if chunk.text else b"",
         end=end,
         error=lambda error: sse_data({"error": error.to_dict()}) + SSE_DONE,
     )

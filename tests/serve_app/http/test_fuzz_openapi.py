@@ -41,7 +41,16 @@ MAX_EXAMPLES = 25  # per route and generation mode (each case goes to both apps)
 CREDENTIALS = ("none", "bogus", "user", "admin")
 MODEL_FIELDS = ("model", "model_id")
 TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
-TAME: dict[str, Any] = {"n": 1, "echo": False, "logprobs": None}
+TAME: dict[str, Any] = {
+    "n": 1,
+    "echo": False,
+    "logprobs": None,
+    "top_logprobs": None,
+    "tool_choice": None,
+    "service_tier": None,
+}
+# A message the fuzzer made: a plain user turn (tool turns need ids of earlier calls).
+MESSAGE_KEYS = ("tool_calls", "tool_call_id", "refusal")
 ROUTES = (
     ("GET", "/api/v1/health"),
     ("GET", "/api/v1/ready"),
@@ -63,9 +72,17 @@ ROUTES = (
     ("GET", "/v1/models"),
     ("POST", "/v1/messages"),
     ("POST", "/v1/embeddings"),
+    ("POST", "/v1/responses"),
+    ("GET", "/v1/responses/{response_id}"),
+    ("DELETE", "/v1/responses/{response_id}"),
+    ("POST", "/v1/messages/count_tokens"),
 )
 # Routes whose successes need state the fuzzer cannot guess (an existing key id).
-NO_SUCCESS_EXPECTED = {"/api/v1/admin/keys/{key_id}/disable", "/api/v1/admin/keys/{key_id}/enable"}
+NO_SUCCESS_EXPECTED = {
+    "/api/v1/admin/keys/{key_id}/disable",
+    "/api/v1/admin/keys/{key_id}/enable",
+    "/v1/responses/{response_id}",  # a stored response's id
+}
 
 
 @pytest.fixture
@@ -98,6 +115,12 @@ def aim_at_model(value: Any, model: str) -> None:
     tame the fields only the gateway restricts (`n`, `echo`, token caps), so that valid
     requests reach the fake deployments (and stream) instead of stopping at a 400."""
     if isinstance(value, dict):
+        if "role" in value:
+            value["role"] = "user" if value["role"] not in ("user", "assistant") else value["role"]
+            for key in MESSAGE_KEYS:
+                value.pop(key, None)
+            if not isinstance(value.get("content"), str):
+                value["content"] = "hi"
         for field in MODEL_FIELDS:
             if field in value:
                 value[field] = model
