@@ -59,27 +59,30 @@ def _canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+# What decides an answer: every field but the request id, deadline, trace context, end-user
+# id and metadata (an immutable tuple of names, in the dataclass's order).
+KEY_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(GenerationParams)
+    if f.name not in {"request_id", "deadline", "traceparent", "user", "metadata"}
+)
+
+
+def _canonical(name: str, value: Any) -> Any:
+    """JSON-schema dicts (tools, output format) in sorted key order."""
+    if name == "tools" and value:
+        return tuple(
+            (t.name, t.description, t.strict, _canonical_json(t.parameters)) for t in value
+        )
+    if name == "output_format" and value is not None:
+        return (value.type, value.name, value.strict, _canonical_json(value.schema))
+    return value
+
+
 def cache_key(params: GenerationParams) -> str:
-    """The hash of everything that decides the answer; JSON-schema dicts in sorted order."""
-    normal = dataclasses.replace(
-        params,
-        request_id="",
-        deadline=None,
-        traceparent=None,
-        user=None,
-        metadata=(),
-        tools=tuple(
-            dataclasses.replace(tool, parameters={"json": _canonical_json(tool.parameters)})
-            for tool in params.tools
-        ),
-        output_format=(
-            dataclasses.replace(params.output_format, schema={"json": _canonical_json(schema)})
-            if params.output_format is not None
-            and (schema := params.output_format.schema) is not None
-            else params.output_format
-        ),
-    )
-    return hashlib.sha256(repr(normal).encode()).hexdigest()
+    """The hash of everything that decides the answer."""
+    material = tuple(_canonical(name, getattr(params, name)) for name in KEY_FIELDS)
+    return hashlib.sha256(repr(material).encode()).hexdigest()
 
 
 class ResponseCache:

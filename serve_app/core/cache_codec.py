@@ -18,13 +18,29 @@ ENTRY_VERSION = 1
 
 
 def encode_entry(output: GenerationOutput, served_model: str, created: float) -> bytes:
+    plain = not (output.tool_calls or output.logprobs or output.more_choices)
     body = {
         "v": ENTRY_VERSION,
         "served_model": served_model,
         "created": round(created, 3),
-        "output": dataclasses.asdict(output),
+        "output": _plain(output) if plain else dataclasses.asdict(output),
     }
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _plain(output: GenerationOutput) -> dict[str, Any]:
+    """`asdict` of an output with no tool calls, logprobs or extra choices, without its
+    recursive copy (the common case, on every stored miss)."""
+    return {
+        "text": output.text,
+        "input_tokens": output.input_tokens,
+        "output_tokens": output.output_tokens,
+        "finish_reason": output.finish_reason,
+        "served_model": output.served_model,
+        "tool_calls": [],
+        "logprobs": None,
+        "more_choices": [],
+    }
 
 
 def decode_entry(raw: bytes) -> tuple[GenerationOutput, str] | None:
