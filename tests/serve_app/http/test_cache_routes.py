@@ -60,6 +60,15 @@ def test_sampling_requests_are_never_cached(built: tuple[GatewayApp, TestClient]
     assert upstream_calls(app) == 2
 
 
+def test_a_seed_makes_a_request_cacheable(built: tuple[GatewayApp, TestClient]) -> None:
+    app, client = built
+    for _ in range(2):
+        client.post(CHAT, json=chat(temperature=0.9, seed=7), headers=headers(app))
+    assert upstream_calls(app) == 1
+    client.post(CHAT, json=chat(temperature=0.9, seed=8), headers=headers(app))
+    assert upstream_calls(app) == 2
+
+
 @pytest.mark.parametrize(
     ("cache_control", "body_cache", "calls", "last_header"),
     [
