@@ -3,6 +3,7 @@
 import contextlib
 import itertools
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -330,3 +331,23 @@ async def test_ledger_buffers_while_postgres_is_down(pg: PostgresServer) -> None
         assert [r["requests"] for r in summary] == [2]
     finally:
         await ledger.close()
+
+
+# --- stored Responses (/v1/responses) ------------------------------------------------------------
+
+
+def test_response_store_puts_gets_and_deletes(db_url: str, tmp_path: Any) -> None:
+    from serve_app.accounting.response_store import ResponseStore
+
+    for url in (db_url, f"sqlite:///{tmp_path}/responses.db"):
+        store = ResponseStore(url)
+        try:
+            assert store.get("resp_1") is None
+            store.put(("resp_1", "key-a", 1.0, "demo", '{"id": "resp_1"}', "[]"))
+            assert store.get("resp_1") == ("key-a", '{"id": "resp_1"}', "[]")
+            with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+                store.put(("resp_1", "key-b", 2.0, "demo", "{}", "[]"))
+            store.delete("resp_1")
+            assert store.get("resp_1") is None
+        finally:
+            store.close()
