@@ -81,6 +81,34 @@ def _spawn(gateway: Gateway, work: Coroutine[Any, Any, None]) -> None:
     task.add_done_callback(gateway.background.discard)
 
 
+async def _turns(
+    gateway: Gateway, ctx: RequestContext, body: ResponseRequest
+) -> tuple[ChatMessage, ...]:
+    """The conversation so far (a stored response's, for `previous_response_id`), then
+    this request's input."""
+    history: tuple[ChatMessage, ...] = ()
+    if body.previous_response_id is not None:
+        _, stored = await _owned(gateway, ctx, body.previous_response_id)
+        history = conversation_from_json(stored)
+    return history + body.input_messages()
+
+
+def _stored_row(
+    shell: ResponseShell,
+    ctx: RequestContext,
+    turns: tuple[ChatMessage, ...],
+    output: GenerationOutput,
+) -> tuple[str, str, float, str, str, str]:
+    return (
+        shell.id,
+        ctx.key_id,
+        float(shell.created_at),
+        shell.model,
+        json.dumps(response_body(shell, output), ensure_ascii=False),
+        conversation_json((*turns, answer_turn(output))),
+    )
+
+
 @router.post("/responses", responses={**ERRORS, **STREAM_DOC})
 async def create_response(
     body: ResponseRequest,
@@ -88,11 +116,7 @@ async def create_response(
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
     ctx.apply_cache_control(None, body.cache)
-    history: tuple[ChatMessage, ...] = ()
-    if body.previous_response_id is not None:
-        _, stored = await _owned(gateway, ctx, body.previous_response_id)
-        history = conversation_from_json(stored)
-    turns = history + body.input_messages()
+    turns = await _turns(gateway, ctx, body)
     system = (ChatMessage("system", body.instructions),) if body.instructions else ()
     route, params = await gateway.admitted(
         ctx,
@@ -107,14 +131,7 @@ async def create_response(
 
     async def store(output: GenerationOutput) -> None:
         if body.store:
-            row = (
-                shell.id,
-                ctx.key_id,
-                float(shell.created_at),
-                shell.model,
-                json.dumps(response_body(shell, output), ensure_ascii=False),
-                conversation_json((*turns, answer_turn(output))),
-            )
+            row = _stored_row(shell, ctx, turns, output)
             await asyncio.to_thread(gateway.responses.put, row)
 
     if body.stream:
