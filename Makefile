@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEMO_MODEL := models/demo
 DEMO_ADAPTERS := models/adapters
+DEMO_EMBED := models/demo-embed
 CONFIG ?= configs/local.yaml
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
@@ -30,9 +31,15 @@ $(DEMO_MODEL)/config.json: | $(STAMP)
 $(DEMO_ADAPTERS)/excited/adapter_config.json: $(DEMO_MODEL)/config.json
 	$(BIN)/python -m deployments.demo.adapters --base $(DEMO_MODEL) --out $(DEMO_ADAPTERS) --if-missing
 
-demo-model: $(STAMP) $(DEMO_MODEL)/config.json $(DEMO_ADAPTERS)/excited/adapter_config.json
+# The demo embedding model: the demo model's transformer without its LM head (seconds).
+$(DEMO_EMBED)/config.json: $(DEMO_MODEL)/config.json
+	$(BIN)/python -m deployments.demo.embedding --base $(DEMO_MODEL) --out $(DEMO_EMBED) --if-missing
 
-run: $(STAMP) $(DEMO_MODEL)/config.json $(DEMO_ADAPTERS)/excited/adapter_config.json
+DEMO_ALL := $(DEMO_MODEL)/config.json $(DEMO_ADAPTERS)/excited/adapter_config.json $(DEMO_EMBED)/config.json
+
+demo-model: $(STAMP) $(DEMO_ALL)
+
+run: $(STAMP) $(DEMO_ALL)
 	$(BIN)/python -m serve_app.runtime.launch $(CONFIG)
 
 # The Redis rate-limit backend is tested against a real redis-server (started by the tests).

@@ -45,6 +45,14 @@ def demo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def embed_model_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo embedding model, derived from the demo model (a second or two)."""
+    from deployments.demo.embedding import derive_embedding_model
+
+    return derive_embedding_model(demo_model_dir, tmp_path_factory.mktemp("models") / "embed")
+
+
+@pytest.fixture(scope="session")
 def random_model_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained GPT-2 over the demo tokenizer: greedy decoding runs to max_tokens, which
     is what time-to-first-token and disconnect tests need (the demo model stops at once)."""
@@ -140,7 +148,7 @@ def fake_provider() -> Iterator[Any]:
 
 
 def integration_args(
-    model_dir: Path, random_dir: Path, fake: Any, ledger_path: Path
+    model_dir: Path, random_dir: Path, fake: Any, ledger_path: Path, embed_dir: Path | None = None
 ) -> dict[str, Any]:
     """The one gateway deployed per session: the demo model plus both providers (fake)."""
     fast_provider = {
@@ -172,6 +180,11 @@ def integration_args(
                 "num_cpus": 0.2,
                 "defaults": {"temperature": 0.0, "max_tokens": 64},
             },
+            *(
+                [{"id": "demo-embed", "path": str(embed_dir), "task": "embed", "num_cpus": 0.1}]
+                if embed_dir is not None
+                else []
+            ),
         ],
         "commercial": {
             "openai": {**fast_provider, "base_url": fake.openai_base_url, "num_replicas": 2},
@@ -190,9 +203,18 @@ def integration_args(
                     "context_window": 1000,
                     "max_output_tokens": 100,
                     "rpm": 5,
-                }
+                },
+                {  # the only model the response cache serves (tests/integration/test_cache_*)
+                    "id": "gpt-cached",
+                    "provider": "openai",
+                    "upstream_model": "fake-gpt-cached",
+                    "price": {"input_per_million_usd": 1.0, "output_per_million_usd": 2.0},
+                    "context_window": 1000,
+                    "max_output_tokens": 100,
+                },
             ],
         },
+        "cache": {"enabled": True, "models": ["gpt-cached"]},
         "ledger": {"url": f"sqlite:///{ledger_path}", "flush_interval_s": 0.2},
     }
 
@@ -209,6 +231,7 @@ def gateway(
     random_model_dir: Path,
     fake_provider: Any,
     ledger_path: Path,
+    embed_model_dir: Path,
 ) -> Iterator[str]:
     """Deploy the whole graph once per session (a redeploy costs 6-17 s here)."""
     from ray import serve
@@ -216,7 +239,9 @@ def gateway(
     from serve_app.runtime.builder import build_app
 
     ledger = ledger_path
-    args = integration_args(demo_model_dir, random_model_dir, fake_provider, ledger)
+    args = integration_args(
+        demo_model_dir, random_model_dir, fake_provider, ledger, embed_model_dir
+    )
     serve.run(build_app(args), name="gateway", route_prefix="/")
     yield ray_cluster["base_url"]
     serve.delete("gateway")

@@ -368,6 +368,11 @@ class LocalModelServer:
     def _served_name(self, item: _BatchItem) -> str:
         return item.params.adapter or self.config.id
 
+    async def count_tokens(self, params: GenerationParams) -> int:
+        """Input tokens of `params` as this model sees them (its tokenizer and chat template),
+        for `/v1/messages/count_tokens`; encoded off the event loop."""
+        return len(await asyncio.to_thread(self.engine.encode, self._prompt_text(params)))
+
     def describe(self) -> dict[str, Any]:
         """Model metadata and batching figures for /api/v1/models and /api/v1/status."""
         average = self.batched_requests / self.batches if self.batches else 0.0

@@ -13,11 +13,20 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
 from deployments.limits.lease_holder import LeaseHolder
+from deployments.providers.sdk_calls import openai_embeddings_create
 from deployments.providers.sdk_errors import is_retryable, map_sdk_error, retry_after_seconds
+from deployments.providers.token_counts import (
+    anthropic_count,
+    anthropic_count_body,
+    encoding_name,
+    openai_estimate,
+)
 from deployments.providers.translations import ADAPTERS, make_client
 from deployments.streaming import coalesced
 from serve_app.contracts.config import CommercialModelConfig, ProviderConfig
@@ -29,7 +38,14 @@ from serve_app.contracts.errors import (
     UpstreamTimeoutError,
 )
 from serve_app.contracts.limits import LimitSpec
+from serve_app.contracts.tracing import (
+    embedding_attributes,
+    request_attributes,
+    tracing_from_env,
+)
 from serve_app.contracts.wire import (
+    EmbeddingOutput,
+    EmbeddingParams,
     GenerationOutput,
     GenerationParams,
     StreamChunk,
@@ -42,6 +58,8 @@ BACKOFF_MAX_S = 8.0
 MIN_ATTEMPT_TIMEOUT_S = 0.05
 
 ClientFactory = Callable[[str, str | None, str, float], Any]
+Create = Callable[[Any, dict[str, Any]], Awaitable[Any]]
+Params = GenerationParams | EmbeddingParams
 
 
 class ProviderProxy:
@@ -61,6 +79,7 @@ class ProviderProxy:
         self.leases = LeaseHolder(
             limiter, self.config.lease_size, self.config.lease_ttl_s, self.config.lease_min_free
         )
+        self.encodings: dict[str, Any] = {}  # tokenizers for count_tokens, loaded on first use
         api_key = os.environ.get(self.config.api_key_env, "")
         self.unavailable_reason = (
             None if api_key else f"no API key: set the {self.config.api_key_env} variable"
@@ -72,21 +91,48 @@ class ProviderProxy:
         )
         if self.unavailable_reason:
             logger.warning("%s proxy unavailable: %s", provider, self.unavailable_reason)
+        # Checked once per replica: no span at all without OTEL_EXPORTER_OTLP_ENDPOINT.
+        self.tracing = tracing_from_env(os.environ, "llm-gateway")
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
         model = self._model(params.model_id)
         self._require_client()
-        await self._take_rate_limit_slot(model, params)
+        await self._take_rate_limit_slot(model, self._tokens(params))
         kwargs = self.adapter.build_kwargs(params, model)
         kwargs["extra_headers"] = {"X-Request-ID": params.request_id}
         response = await self._call_with_retries(kwargs, params)
         return self.adapter.parse(response, model)
 
+    async def embed(self, params: EmbeddingParams) -> EmbeddingOutput:
+        """`embeddings.create` (OpenAI only; the ingress refuses the others), float vectors
+        in input order."""
+        model = self._model(params.model_id)
+        self._require_client()
+        if self.provider != "openai":
+            raise InvalidRequestError(f"{model.id!r} has no embeddings API.", param="model")
+        await self._take_rate_limit_slot(model, estimate_tokens(params.input_chars()))
+        kwargs: dict[str, Any] = {
+            "model": model.upstream_model,
+            "input": [item if isinstance(item, str) else list(item) for item in params.inputs],
+            "encoding_format": "float",
+            "extra_headers": {"X-Request-ID": params.request_id},
+        }
+        if params.dimensions is not None:
+            kwargs["dimensions"] = params.dimensions
+        response = await self._call_with_retries(kwargs, params, openai_embeddings_create)
+        data = sorted(response.data, key=lambda item: item.index)
+        tokens = response.usage.prompt_tokens if response.usage else 0
+        return EmbeddingOutput([list(item.embedding) for item in data], tokens, model.id)
+
+    @staticmethod
+    def _tokens(params: GenerationParams) -> int:
+        return estimate_tokens(params.prompt_chars()) + params.max_tokens
+
     async def generate_stream(self, params: GenerationParams) -> AsyncIterator[StreamChunk]:
         """Stream through the SDK; closing this generator closes the upstream stream."""
         model = self._model(params.model_id)
         self._require_client()
-        await self._take_rate_limit_slot(model, params)
+        await self._take_rate_limit_slot(model, self._tokens(params))
         kwargs = self.adapter.build_kwargs(params, model)
         kwargs.update(self.adapter.stream_kwargs, extra_headers={"X-Request-ID": params.request_id})
         stream = await self._call_with_retries(kwargs, params)
@@ -100,6 +146,25 @@ class ProviderProxy:
             raise map_sdk_error(exc, self.provider) from None
         finally:
             await stream.close()
+
+    async def count_tokens(self, params: GenerationParams) -> dict[str, Any]:
+        """Input tokens of a request: Anthropic's endpoint, or an estimate for OpenAI."""
+        model = self._model(params.model_id)
+        if self.provider == "openai":
+            name = encoding_name(model.upstream_model)
+            if name not in self.encodings:
+                import bpe_openai
+
+                self.encodings[name] = bpe_openai.get_encoding(name)
+            tokens = await asyncio.to_thread(openai_estimate, self.encodings[name], params)
+            return {"input_tokens": tokens, "estimated": True, "tokenizer": name}
+        self._require_client()
+        body = anthropic_count_body(params, model)
+        try:
+            return {"input_tokens": await anthropic_count(self.client, body, params.request_id)}
+        except Exception as exc:
+            logger.warning("%s count_tokens failed: %s", self.provider, type(exc).__name__)
+            raise map_sdk_error(exc, self.provider) from None
 
     def _require_client(self) -> None:
         if self.client is None:
@@ -120,11 +185,8 @@ class ProviderProxy:
             LimitSpec(f"model:{model.id}", model.rpm, model.tpm),
         ]
 
-    async def _take_rate_limit_slot(
-        self, model: CommercialModelConfig, params: GenerationParams
-    ) -> None:
+    async def _take_rate_limit_slot(self, model: CommercialModelConfig, tokens: int) -> None:
         """Wait up to `rate_limit_wait_s` for a slot, then give up with 429 + Retry-After."""
-        tokens = estimate_tokens(params.prompt_chars()) + params.max_tokens
         deadline = time.monotonic() + self.config.rate_limit_wait_s
         specs = self._limit_specs(model)
         leased = self.leases.leasable(specs)
@@ -143,7 +205,7 @@ class ProviderProxy:
                 )
             await asyncio.sleep(decision.retry_after_s)
 
-    def _within_deadline(self, kwargs: dict[str, Any], params: GenerationParams) -> dict[str, Any]:
+    def _within_deadline(self, kwargs: dict[str, Any], params: Params) -> dict[str, Any]:
         """An SDK call never outlives the request's deadline (per-attempt `timeout`)."""
         if params.deadline is not None:
             left = params.deadline - time.time()
@@ -155,12 +217,18 @@ class ProviderProxy:
             kwargs["timeout"] = min(self.config.timeout_s, left)
         return kwargs
 
-    async def _call_with_retries(self, kwargs: dict[str, Any], params: GenerationParams) -> Any:
+    async def _call_with_retries(
+        self, kwargs: dict[str, Any], params: Params, create: Create | None = None
+    ) -> Any:
+        """`create` (the adapter's generation call by default) with bounded retries."""
+        create = create or self.adapter.create
         attempt = 0
         while True:
             attempt_kwargs = self._within_deadline(kwargs, params)
             try:
-                return await self.adapter.create(self.client, attempt_kwargs)
+                if self.tracing.enabled:
+                    return await self._traced_attempt(create, attempt_kwargs, params, attempt)
+                return await create(self.client, attempt_kwargs)
             except Exception as exc:
                 delay = self._retry_delay(exc, attempt)
                 deadline = params.deadline
@@ -172,6 +240,27 @@ class ProviderProxy:
                 logger.info("%s retry %d in %.2fs: %s", self.provider, attempt + 1, delay, exc)
                 await asyncio.sleep(delay)
                 attempt += 1
+
+    async def _traced_attempt(
+        self, create: Create, kwargs: dict[str, Any], params: Params, attempt: int
+    ) -> Any:
+        """One SDK call in a CLIENT span, child of the ingress's deployment-call span; a
+        retry is a sibling span (`llm_gateway.attempt` 2, 3...)."""
+        upstream = self.models[params.model_id].upstream_model
+        if isinstance(params, EmbeddingParams):
+            attributes = embedding_attributes(params, self.provider, upstream)
+        else:
+            attributes = request_attributes(params, self.provider, upstream)
+        attributes["llm_gateway.attempt"] = attempt + 1
+        carrier = {"traceparent": params.traceparent} if params.traceparent else None
+        name = f"{attributes['gen_ai.operation.name']} {upstream}"
+        with self.tracing.span(name, SpanKind.CLIENT, attributes, carrier) as span:
+            try:
+                return await create(self.client, kwargs)
+            except Exception as exc:
+                error = map_sdk_error(exc, self.provider)
+                span.set_attribute("error.type", error.error_type)
+                raise
 
     def _retry_delay(self, exc: BaseException, attempt: int) -> float | None:
         """Seconds to wait before the next try, or None when the error is final."""

@@ -54,3 +54,16 @@ async def anthropic_messages_create(client: Any, kwargs: dict[str, Any]) -> Any:
         stream=bool(body.get("stream")),
         stream_cls=AsyncStream[RawMessageStreamEvent],
     )
+
+
+async def openai_embeddings_create(client: Any, kwargs: dict[str, Any]) -> Any:
+    from openai._base_client import make_request_options
+    from openai.types import CreateEmbeddingResponse
+
+    body, options = _split(kwargs)
+    return await client.post(
+        "/embeddings",
+        body=body,
+        options=make_request_options(**options, security={"bearer_auth": True}),
+        cast_to=CreateEmbeddingResponse,
+    )

@@ -130,6 +130,7 @@ class Admission:
         seconds = self.timeout_s(headers)
         ctx.deadline = time.time() + seconds
         ctx.deadline_shortened = seconds < self.config.ingress.request_timeout_s
+        ctx.apply_cache_control(headers.get("cache-control"))
         presented = presented_key(dict(headers))
         if is_admin_key(presented, self.admin_key):
             ctx.is_admin = True
@@ -180,26 +181,35 @@ class Admission:
     ) -> None:
         """Model permission (403), budget (402: the call's maximum cost is reserved), then
         per-key and per-IP limits (429)."""
-        ctx.log["model"] = params.model_id
-        ctx.require_model(params.model_id)
+        await self.admit_usage(
+            ctx, params.model_id, params.request_id, estimated_tokens(params), max_cost_usd
+        )
+
+    async def admit_usage(
+        self,
+        ctx: RequestContext,
+        model_id: str,
+        request_id: str,
+        tokens: int,
+        max_cost_usd: float = 0.0,
+    ) -> None:
+        """`admit` for a call of about `tokens` tokens (an embeddings batch: its inputs)."""
+        ctx.log["model"] = model_id
+        ctx.require_model(model_id)
         if ctx.key is not None:
-            await self.budgets.reserve(ctx, params.request_id, max_cost_usd)
+            await self.budgets.reserve(ctx, request_id, max_cost_usd)
         specs = self._limit_specs(ctx)
         if not specs or self.limiter is None:
             return
         try:
-            await self._rate_limit(ctx, params, specs)
+            await self._rate_limit(ctx, tokens, specs)
         except BaseException:
-            await self.budgets.release(ctx, params.request_id)
+            await self.budgets.release(ctx, request_id)
             raise
 
-    async def _rate_limit(
-        self, ctx: RequestContext, params: GenerationParams, specs: list[Any]
-    ) -> None:
+    async def _rate_limit(self, ctx: RequestContext, tokens: int, specs: list[Any]) -> None:
         assert self.limiter is not None
-        decision = await self.guarded(
-            self.limiter.acquire(specs, estimated_tokens(params)), "acquire"
-        )
+        decision = await self.guarded(self.limiter.acquire(specs, tokens), "acquire")
         if decision is None:  # on_failure: open
             return
         # One set per response: a batch asks once per item, the last answer is the freshest.

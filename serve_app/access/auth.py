@@ -33,6 +33,9 @@ class RequestContext:
     deadline_shortened: bool = False  # the client asked for less than the configured one
     # budget reservations held by this request's calls: call request id -> (period, id)
     reservations: dict[str, tuple[float, str | None]] = field(default_factory=dict)
+    # Response cache: read a cached answer / store this one (Cache-Control, `cache: false`).
+    cache_read: bool = True
+    cache_write: bool = True
 
     def remaining_s(self, cap_s: float) -> float:
         """Seconds left before the deadline, at most `cap_s`."""
@@ -51,6 +54,18 @@ class RequestContext:
                 param="model",
                 code="model_not_allowed",
             )
+
+    def apply_cache_control(self, header: str | None, body_cache: bool | None = None) -> None:
+        """`Cache-Control: no-cache` skips the lookup (a fresh answer, which is stored);
+        `no-store` stores nothing; a body's `cache: false` does both."""
+        if header:
+            directives = {part.strip().lower() for part in header.split(",")}
+            if "no-cache" in directives:
+                self.cache_read = False
+            if "no-store" in directives:
+                self.cache_write = False
+        if body_cache is False:
+            self.cache_read = self.cache_write = False
 
     def require_admin(self) -> None:
         if not self.is_admin:

@@ -35,10 +35,14 @@ class UsageRecord:
     latency_ms: float
     outcome: str  # "ok" or the error type
     status: int
+    cache_hit: bool = False  # answered from the response cache: cost_usd is 0
+    saved_usd: float = 0.0  # what the cached answer would have cost from the provider
 
 
 def as_row(record: UsageRecord) -> tuple[Any, ...]:
-    return astuple(record)
+    """The record in the column order of `usage_store.COLUMNS` (flags as 0/1 integers)."""
+    *head, cache_hit, saved_usd = astuple(record)
+    return (*head, int(cache_hit), saved_usd)
 
 
 def costs_by_key(records: list[UsageRecord]) -> dict[str, float]:

@@ -34,6 +34,8 @@ usage = Table(
     Column("latency_ms", Float, nullable=False),
     Column("outcome", Text, nullable=False),
     Column("status", Integer, nullable=False),
+    Column("cache_hit", Integer, nullable=False, server_default="0"),
+    Column("saved_usd", Float, nullable=False, server_default="0"),
     Index("usage_ts", "ts"),
     Index("usage_key_ts", "key_id", "ts"),
 )
@@ -67,4 +69,17 @@ key_spend = Table(
     Column("updated_at", Float, nullable=False),
     PrimaryKeyConstraint("key_id", "period", "period_start", name="key_spend_pk"),
     Index("key_spend_period", "period", "period_start"),
+)
+
+# Stored Responses (`/v1/responses` with `store: true`): what GET returns and what
+# `previous_response_id` continues; each belongs to the key that made it.
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("key_id", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("conversation", Text, nullable=False),
 )

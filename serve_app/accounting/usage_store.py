@@ -86,6 +86,8 @@ class UsageStore:
                 func.sum(usage.c.input_tokens),
                 func.sum(usage.c.output_tokens),
                 func.sum(usage.c.cost_usd),
+                func.sum(usage.c.cache_hit),
+                func.sum(usage.c.saved_usd),
             )
             .where(usage.c.ts >= (since or 0.0), usage.c.ts < (until or FAR_FUTURE))
             .group_by(usage.c.provider, usage.c.model_id)
@@ -131,8 +133,20 @@ def _summary_rows(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
             "input_tokens": int(input_tokens or 0),
             "output_tokens": int(output_tokens or 0),
             "cost_usd": round(float(cost or 0.0), 9),
+            "cache_hits": int(hits or 0),
+            "saved_usd": round(float(saved or 0.0), 9),
         }
-        for provider, model_id, requests, errors, input_tokens, output_tokens, cost in rows
+        for (
+            provider,
+            model_id,
+            requests,
+            errors,
+            input_tokens,
+            output_tokens,
+            cost,
+            hits,
+            saved,
+        ) in rows
     ]
 
 

@@ -95,11 +95,19 @@ class GenerationDefaults(StrictModel):
     )
 
 
+ModelTask = Literal["generate", "embed"]
+
+
 class LocalModelConfig(ReplicaConfig):
     """One local (fine-tuned) causal LM, served by its own deployment named after `id`."""
 
     id: str = Field(pattern=MODEL_ID_PATTERN, description="Gateway model id and deployment name.")
     path: str = Field(min_length=1, description="Directory saved with `save_pretrained`.")
+    task: ModelTask = Field(
+        "generate",
+        description="`generate`: a causal LM (chat, completions); `embed`: /v1/embeddings "
+        "only (mean-pooled, L2-normalised last hidden states).",
+    )
     description: str = Field("", description="Shown in the model listing.")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="`auto`: bfloat16/float16 on CUDA, float32 on CPU."
@@ -167,6 +175,19 @@ class IngressConfig(ReplicaConfig):
     max_prompt_chars: int = Field(32_000, ge=1, description="Longer prompts get 400.")
     max_batch_items: int = Field(16, ge=1, le=1024, description="Items in one /generate/batch.")
     max_stop_sequences: int = Field(4, ge=0, le=64, description="Stop strings per request.")
+    max_tools: int = Field(128, ge=0, le=4096, description="Tools one request may declare (400).")
+    max_schema_bytes: int = Field(
+        65_536,
+        ge=256,
+        description="Largest JSON Schema (a tool's parameters or a response format), as "
+        "compact JSON; larger is a 400.",
+    )
+    max_image_bytes: int = Field(
+        5_242_880,
+        ge=1024,
+        description="Largest inline (base64 / data: URL) image, decoded; larger is a 413. "
+        "Images also count toward max_body_bytes.",
+    )
     request_timeout_s: float = Field(
         120.0,
         gt=0,
@@ -286,11 +307,19 @@ class CommercialModelConfig(StrictModel):
     upstream_model: str = Field(min_length=1, description="The provider's model name.")
     description: str = ""
     price: PriceConfig = Field(description="USD per million tokens, with the date taken.")
+    task: ModelTask = Field("generate", description="`embed`: an embedding model.")
+    dimensions: int | None = Field(
+        None, ge=1, description="Embedding models: the length of their vectors."
+    )
+    shortenable: bool = Field(
+        False, description="Embedding models: a request may ask for fewer `dimensions`."
+    )
     context_window: int = Field(ge=1, description="Tokens of context the model accepts.")
     max_output_tokens: int = Field(ge=1, description="Cap on a request's max_tokens.")
     default_max_tokens: int = Field(
         1024, ge=1, description="max_tokens sent when a request sets none."
     )
+    vision: bool = Field(False, description="The model takes images in user turns.")
     rpm: int | None = Field(None, ge=1, description="Requests per minute for this model.")
     tpm: int | None = Field(None, ge=1, description="Tokens per minute for this model.")
     fallbacks: list[str] = Field(
@@ -415,6 +444,53 @@ class UIConfig(StrictModel):
     )
 
 
+class CacheConfig(StrictModel):
+    """Exact-match response cache for deterministic requests (temperature 0 or a seed)."""
+
+    enabled: bool = Field(False, description="Serve repeated deterministic requests from cache.")
+    backend: Literal["memory", "redis"] = Field(
+        "memory",
+        description="`memory`: per ingress replica (LRU); `redis`: shared by every replica.",
+    )
+    redis_url: str | None = Field(
+        None, description="redis://host:port/db for `redis` (else the CACHE_REDIS_URL variable)."
+    )
+    ttl_s: float = Field(3600.0, gt=0, description="Seconds an answer stays cached.")
+    max_entries: int = Field(10_000, ge=1, description="Most answers kept; the oldest go first.")
+    max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Most bytes of answers kept (memory backend)."
+    )
+    max_entry_bytes: int = Field(
+        256 * 1024, ge=256, description="Answers larger than this are not cached."
+    )
+    models: list[str] = Field(
+        default_factory=list, description="Cache only these model ids; empty: every model."
+    )
+    namespace: str = Field(
+        "llmgw:cache:", min_length=1, description="Prefix of the Redis keys (redis backend)."
+    )
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> "CacheConfig":
+        if self.enabled and self.backend == "redis" and not self.redis_url:
+            raise ValueError("cache backend redis needs redis_url (or CACHE_REDIS_URL)")
+        return self
+
+
+class TracingConfig(StrictModel):
+    """OpenTelemetry traces: exported (OTLP/HTTP) only when OTEL_EXPORTER_OTLP_ENDPOINT is set
+    in the replicas' environment; these settings shape what the spans hold."""
+
+    service_name: str = Field(
+        "llm-gateway", min_length=1, description="service.name (OTEL_SERVICE_NAME wins)."
+    )
+    capture_content: bool = Field(
+        False,
+        description="Put prompts and completions in spans (gen_ai.input.messages / "
+        "gen_ai.output.messages). Off: never.",
+    )
+
+
 class GatewayConfig(StrictModel):
     """The `args` of `serve_app.builder:build_app`."""
 
@@ -437,6 +513,8 @@ class GatewayConfig(StrictModel):
     )
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     ui: UIConfig = Field(default_factory=UIConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "GatewayConfig":

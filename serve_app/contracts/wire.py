@@ -154,6 +154,8 @@ class GenerationParams:
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: ToolChoice | None = None
     output_format: OutputFormat | None = None
+    # W3C trace context of the ingress's span for this call (None when tracing is off).
+    traceparent: str | None = None
 
     def prompt_chars(self) -> int:
         return prompt_chars(self.prompt, self.messages)
@@ -198,3 +200,31 @@ class StreamChunk:
     index: int = 0  # the choice this piece belongs to (`n` > 1)
     tool_calls: tuple[ToolCallDelta, ...] = ()
     logprobs: tuple[TokenLogprob, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingParams:
+    """One embeddings request: texts, or token-id arrays, embedded in one batch."""
+
+    request_id: str
+    model_id: str
+    inputs: tuple[str | tuple[int, ...], ...]
+    dimensions: int | None = None  # shorten the vectors (models that support it)
+    deadline: float | None = None
+    traceparent: str | None = None
+
+    def input_chars(self) -> int:
+        """Characters of the text inputs (a token array counts as 4 characters a token)."""
+        return sum(
+            len(item) if isinstance(item, str) else len(item) * CHARS_PER_TOKEN_ESTIMATE
+            for item in self.inputs
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingOutput:
+    """One vector per input, in input order; `input_tokens` over all inputs."""
+
+    vectors: list[list[float]]
+    input_tokens: int
+    served_model: str = ""

@@ -37,6 +37,10 @@ class ModelRoute:
     default_max_tokens: int | None = None
     adapter: str | None = None  # a LoRA fine-tune served by the `deployment` of its base
     fallbacks: tuple[str, ...] = ()
+    task: str = "generate"  # or "embed": /v1/embeddings only
+    dimensions: int | None = None  # an embedding model's vector length (None: unknown)
+    shortenable: bool = False  # an embedding model that takes `dimensions`
+    vision: bool = False  # takes images (commercial catalog `vision: true`)
 
     def resolve_max_tokens(self, requested: int | None) -> int:
         if requested is not None:
@@ -70,6 +74,7 @@ def local_route(model: LocalModelConfig, handle: Any) -> ModelRoute:
         price=model.price,
         description=model.description,
         fallbacks=tuple(model.fallbacks),
+        task=model.task,
     )
 
 
@@ -108,6 +113,10 @@ def commercial_route(model: CommercialModelConfig, handle: Any) -> ModelRoute:
         tpm=model.tpm,
         default_max_tokens=min(model.default_max_tokens, model.max_output_tokens),
         fallbacks=tuple(model.fallbacks),
+        task=model.task,
+        dimensions=model.dimensions,
+        shortenable=model.shortenable,
+        vision=model.vision,
     )
 
 

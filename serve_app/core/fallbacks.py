@@ -15,6 +15,7 @@ from serve_app.access.auth import RequestContext
 from serve_app.contracts.errors import GatewayError
 from serve_app.contracts.wire import GenerationOutput, GenerationParams, StreamChunk
 from serve_app.core.breakers import worth_a_fallback
+from serve_app.core.capabilities import can_serve
 from serve_app.core.catalog import ModelCatalog, ModelRoute
 from serve_app.core.streaming import ChunkStream
 
@@ -40,11 +41,14 @@ class Attempts(Protocol):
 def candidates(
     gateway: Attempts, route: ModelRoute, params: GenerationParams, ctx: RequestContext
 ) -> Iterator[tuple[ModelRoute, GenerationParams]]:
-    """The requested model, then each fallback the caller's key may use."""
+    """The requested model, then each fallback the caller's key may use and that can
+    honour the request's fields."""
     yield route, params
     for model_id in route.fallbacks:
         fallback = gateway.catalog.find(model_id)  # None: e.g. its provider is not deployed
         if fallback is None or (ctx.key is not None and not ctx.key.allows(fallback.model_id)):
+            continue
+        if not can_serve(fallback, params):  # e.g. images to a text-only model
             continue
         yield fallback, params_for(fallback, params)
 

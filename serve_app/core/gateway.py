@@ -18,9 +18,11 @@ from serve_app import __version__
 from serve_app.access.admission import Admission
 from serve_app.access.auth import RequestContext
 from serve_app.accounting.ledger import Ledger, UsageRecord
+from serve_app.accounting.response_store import ResponseStore
 from serve_app.contracts.config import GatewayConfig
 from serve_app.contracts.errors import GatewayError, InvalidRequestError, UpstreamTimeoutError
 from serve_app.contracts.pricing import cost_usd
+from serve_app.contracts.tracing import Tracing
 from serve_app.contracts.wire import (
     ChatMessage,
     GenerationOutput,
@@ -29,16 +31,19 @@ from serve_app.contracts.wire import (
     prompt_chars,
 )
 from serve_app.core.breakers import CircuitBreakers
+from serve_app.core.cache import ResponseCache
+from serve_app.core.cached_calls import CachedCalls
+from serve_app.core.capabilities import check_capabilities, check_limits
 from serve_app.core.catalog import ModelCatalog, ModelRoute
-from serve_app.core.fallbacks import complete_with_fallbacks, stream_with_fallbacks
 from serve_app.core.handle_calls import call_with_deadline
 from serve_app.core.metrics import in_flight_until_accounted
 from serve_app.core.probes import DeploymentProbe
 from serve_app.core.stats import ModelCounters
 from serve_app.core.streaming import ChunkStream, estimate_prompt_tokens, open_stream
+from serve_app.core.traced_calls import traced_call_model, traced_open_stream_once
 
 
-class Gateway:
+class Gateway(CachedCalls):
     def __init__(
         self,
         config: GatewayConfig,
@@ -46,6 +51,8 @@ class Gateway:
         ledger: Ledger | None = None,
         admission: Admission | None = None,
         metrics: Any = None,
+        cache: ResponseCache | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config
         self.catalog = ModelCatalog.from_config(config, handles)
@@ -55,6 +62,11 @@ class Gateway:
         self.metrics = metrics
         self.probe = DeploymentProbe(config, self.catalog, handles)
         self.breakers = CircuitBreakers(config.circuit_breaker)
+        self.cache = cache or ResponseCache(config.cache)
+        # /v1/responses with store: true, in the ledger's database (its pooled engine)
+        self.responses = ResponseStore(self.ledger.store.engine)
+        self.tracing = tracing or Tracing(capture_content=config.tracing.capture_content)
+        self.background: set[asyncio.Task[None]] = set()  # cache writes in flight
         self.started_at = time.monotonic()
         self.started_wall = time.time()
 
@@ -71,9 +83,20 @@ class Gateway:
         temperature: float | None = None,
         top_p: float | None = None,
         stop: list[str] | None = None,
+        options: Mapping[str, Any] | None = None,
+        image_at: tuple[str, ...] = (),
     ) -> tuple[ModelRoute, GenerationParams]:
-        """Check a validated request against the model's limits and fill in its defaults."""
+        """Check a validated request against the model's limits and fill in its defaults.
+
+        `options` are the other `GenerationParams` fields (tools, sampling, formats);
+        `image_at` names where each image of the request is, for the error that refuses it."""
         route = self.catalog.get(model_id)
+        if route.task != "generate":
+            raise InvalidRequestError(
+                f"The model {route.model_id!r} is an embedding model: call /v1/embeddings.",
+                param="model",
+                code="model_not_supported",
+            )
         self.check_prompt_length(prompt_chars(prompt, messages))
         resolved_max = route.resolve_max_tokens(max_tokens)
         if resolved_max > route.max_tokens_cap:
@@ -93,7 +116,10 @@ class Gateway:
             stop=self.check_stop(stop or []),
             messages=messages,
             adapter=route.adapter,
+            **(options or {}),
         )
+        check_limits(self.config.ingress, params, image_at)
+        check_capabilities(route, params, image_at)
         return route, params
 
     async def admitted(
@@ -109,6 +135,20 @@ class Gateway:
         """The most a call may cost: the prompt estimate and `max_tokens`, at its prices
         (what a budget reserves before the call)."""
         return cost_usd(route.price, estimate_prompt_tokens(params), params.max_tokens)
+
+    async def count_tokens(
+        self, ctx: RequestContext, model_id: str, **request: Any
+    ) -> dict[str, Any]:
+        """Input tokens of a request on `model_id` (its deployment counts them: the local
+        tokenizer, Anthropic's endpoint, or an estimate for OpenAI models). Needs the
+        key's permission for the model; no rate-limit slot, nothing is generated."""
+        route, params = self.prepare(model_id, ctx.request_id, **request)
+        ctx.require_model(route.model_id)
+        timeout_s = ctx.remaining_s(self.config.ingress.request_timeout_s)
+        answer = await call_with_deadline(
+            route.handle.count_tokens.remote(params), route.deployment, timeout_s
+        )
+        return {"input_tokens": answer} if isinstance(answer, int) else dict(answer)
 
     def check_prompt_length(self, chars: int) -> None:
         limit = self.config.ingress.max_prompt_chars
@@ -133,22 +173,24 @@ class Gateway:
         model_id: str,
         request: Mapping[str, Any],
         request_id: str | None = None,
+        use_cache: bool = True,
     ) -> dict[str, Any]:
         """One non-streamed generation (`request`: `prepare`'s keyword arguments)."""
         rid = request_id or ctx.request_id
         route, params = self.prepare(model_id, rid, **request)
         await self.admission.admit(ctx, params, self.max_cost(route, params))
-        used, output, latency_ms, cost = await complete_with_fallbacks(self, route, params, ctx)
+        used, output, latency_ms, cost = await self.complete(route, params, ctx, use_cache)
         return self.shape_response(used, output, latency_ms, cost, rid, requested=route)
 
-    async def open_stream(
-        self, route: ModelRoute, params: GenerationParams, ctx: RequestContext
-    ) -> tuple[ChunkStream, StreamChunk]:
-        """Start a streamed generation, falling back before the first chunk if need be;
-        the first chunk is in hand (errors raise here). `stream.route` is what answers."""
-        return await stream_with_fallbacks(self, route, params, ctx)
-
     async def open_stream_once(
+        self, route: ModelRoute, params: GenerationParams, ctx: RequestContext, requested: str
+    ) -> tuple[ChunkStream, StreamChunk]:
+        """One attempt at a stream (in a span when tracing is on)."""
+        if self.tracing.enabled:
+            return await traced_open_stream_once(self, route, params, ctx, requested)
+        return await self.untraced_open_stream_once(route, params, ctx, requested)
+
+    async def untraced_open_stream_once(
         self, route: ModelRoute, params: GenerationParams, ctx: RequestContext, requested: str
     ) -> tuple[ChunkStream, StreamChunk]:
         account = functools.partial(self.account, requested=requested)
@@ -205,6 +247,18 @@ class Gateway:
         ctx: RequestContext,
         requested: str | None = None,
     ) -> tuple[GenerationOutput, float, float]:
+        """One handle call (in a span when tracing is on)."""
+        if self.tracing.enabled:
+            return await traced_call_model(self, route, params, ctx, requested)
+        return await self.untraced_call_model(route, params, ctx, requested)
+
+    async def untraced_call_model(
+        self,
+        route: ModelRoute,
+        params: GenerationParams,
+        ctx: RequestContext,
+        requested: str | None = None,
+    ) -> tuple[GenerationOutput, float, float]:
         """One handle call, accounted for in the counters and the ledger either way."""
         started = time.perf_counter()
         try:
@@ -248,16 +302,20 @@ class Gateway:
         output: GenerationOutput | None,
         error: GatewayError | None,
         requested: str | None = None,
+        cached: bool = False,
     ) -> tuple[float, float]:
         """Counters, metrics, the ledger, the key's spend and the access-log fields.
 
         `route` is what served (or failed); `requested` the model asked for, when a fallback
-        served it: the ledger keeps both (`model_id` asked, `served_model` answered)."""
+        served it: the ledger keeps both (`model_id` asked, `served_model` answered). A
+        `cached` answer costs nothing; the ledger shows what it saved."""
         latency_ms = (time.perf_counter() - started) * 1000
-        self.counters[route.model_id].record(latency_ms, error is None)
         input_tokens = output.input_tokens if output else 0
         output_tokens = output.output_tokens if output else 0
         cost = cost_usd(route.price, input_tokens, output_tokens)
+        saved, cost = (cost, 0.0) if cached else (0.0, cost)
+        if not cached:  # the model's own latency and error counters
+            self.counters[route.model_id].record(latency_ms, error is None)
         self.ledger.record(
             UsageRecord(
                 ts=time.time(),
@@ -272,6 +330,8 @@ class Gateway:
                 latency_ms=round(latency_ms, 3),
                 outcome=_outcome(output, error),
                 status=_status(output, error),
+                cache_hit=cached,
+                saved_usd=saved,
             )
         )
         if ctx.key is not None and self.admission.keys is not None and cost:
@@ -285,7 +345,7 @@ class Gateway:
             output_tokens=output_tokens,
             cost_usd=cost,
         )
-        if self.metrics is not None:
+        if self.metrics is not None and not cached:
             self.metrics.record_request(
                 route.model_id,
                 route.provider,
@@ -301,9 +361,10 @@ class Gateway:
         return latency_ms, cost
 
     async def generate_batch(
-        self, ctx: RequestContext, items: Sequence[tuple[str, Mapping[str, Any]]]
+        self, ctx: RequestContext, items: Sequence[tuple[str, Mapping[str, Any], bool]]
     ) -> dict[str, list[dict[str, Any]]]:
-        """Each item is (model id, `prepare`'s keyword arguments); results in input order."""
+        """Each item is (model id, `prepare`'s keyword arguments, whether it may use the
+        response cache); results in input order."""
         cap = self.config.ingress.max_batch_items
         if len(items) > cap:
             raise InvalidRequestError(
@@ -311,16 +372,21 @@ class Gateway:
                 param="requests",
             )
         calls = [
-            self._generate_item(ctx, model_id, request, f"{ctx.request_id}-{index}")
-            for index, (model_id, request) in enumerate(items)
+            self._generate_item(ctx, model_id, request, f"{ctx.request_id}-{index}", use_cache)
+            for index, (model_id, request, use_cache) in enumerate(items)
         ]
         return {"results": list(await asyncio.gather(*calls))}
 
     async def _generate_item(
-        self, ctx: RequestContext, model_id: str, request: Mapping[str, Any], item_id: str
+        self,
+        ctx: RequestContext,
+        model_id: str,
+        request: Mapping[str, Any],
+        item_id: str,
+        use_cache: bool,
     ) -> dict[str, Any]:
         try:
-            return await self.generate(ctx, model_id, request, item_id)
+            return await self.generate(ctx, model_id, request, item_id, use_cache)
         except GatewayError as error:
             return {"error": error.to_dict()}
 
@@ -365,11 +431,16 @@ class Gateway:
             "models": await self.probe.model_states(self.counters),
             "ledger": self.ledger.health(),
             "circuit_breakers": self.breakers.snapshot(),
+            "cache": self.cache.stats(),
         }
 
     async def close(self) -> None:
         await self.probe.close()
+        if self.background:
+            await asyncio.gather(*self.background, return_exceptions=True)
+        await self.cache.close()
         await self.ledger.close()
+        self.tracing.shutdown()
 
 
 CLIENT_CLOSED_STATUS = 499

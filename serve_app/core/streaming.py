@@ -48,22 +48,29 @@ class StreamResult:
     latency_ms: float = 0.0
     cost_usd: float = 0.0
     first_token_ms: float | None = None
+    tool_pieces: int = 0  # streamed tool-call pieces, for the estimate of an abandoned stream
+    tool_chars: int = 0
 
     def absorb(self, chunk: StreamChunk) -> None:
         self.text.append(chunk.text)
+        if chunk.tool_calls:
+            self.tool_pieces += len(chunk.tool_calls)
+            self.tool_chars += sum(len(p.arguments) + len(p.name or "") for p in chunk.tool_calls)
         self.input_tokens = chunk.input_tokens or self.input_tokens
         self.output_tokens = chunk.output_tokens or self.output_tokens
         self.served_model = chunk.served_model or self.served_model
-        if chunk.finish_reason:
+        if chunk.finish_reason and not chunk.index:  # other choices finish in their chunks
             self.finish_reason = chunk.finish_reason
 
     def estimate_missing_counts(self, params: GenerationParams) -> None:
         """Providers report usage only at the end of a stream; for an abandoned one, estimate
-        from what was relayed (about one token per chunk, or 4 characters per token)."""
+        from what was relayed, text and tool-call pieces alike (about one token per chunk,
+        or 4 characters per token)."""
         text = "".join(self.text)
-        if not self.output_tokens and text:
-            chunks = sum(1 for piece in self.text if piece)
-            self.output_tokens = max(chunks, estimate_tokens(len(text)))
+        if not self.output_tokens and (text or self.tool_pieces):
+            chunks = sum(1 for piece in self.text if piece) + self.tool_pieces
+            chars = len(text) + self.tool_chars
+            self.output_tokens = max(chunks, estimate_tokens(chars))
         if not self.input_tokens:
             self.input_tokens = estimate_prompt_tokens(params)
 

@@ -13,10 +13,13 @@ from serve_app.http.routes import (
     admin,
     anthropic_compat,
     commercial,
+    embeddings,
     native,
     openai_compat,
+    responses_api,
     usage,
 )
+from serve_app.http.tracing_middleware import TracingMiddleware
 
 
 def create_app(
@@ -37,7 +40,8 @@ def create_app(
     )
     app.state.gateway = gateway
     install_error_handlers(app)
-    for module in (native, commercial, usage, admin, openai_compat, anthropic_compat):
+    modules = (native, commercial, usage, admin, openai_compat, embeddings, responses_api)
+    for module in (*modules, anthropic_compat):
         app.include_router(module.router)
     if config.ui.enabled:
         mount_console(app)
@@ -61,6 +65,8 @@ def create_app(
                 "x-ratelimit-reset-requests",
             ],
         )
+    if gateway.tracing.enabled:  # inside RequestContextMiddleware: the request id is known
+        app.add_middleware(TracingMiddleware, tracing=gateway.tracing)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=config.ingress.max_body_bytes,

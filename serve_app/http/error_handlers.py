@@ -16,7 +16,7 @@ from serve_app.contracts.errors import (
     MethodNotAllowedError,
     NotFoundError,
 )
-from serve_app.http.formats import anthropic_error_body
+from serve_app.http.formats_anthropic import anthropic_error_body
 
 logger = logging.getLogger("ray.serve")
 

@@ -9,13 +9,21 @@ the occasional "content_filter" or "tool_calls" from a provider; each API gets i
 """
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import orjson
 
 from serve_app.contracts.errors import GatewayError
-from serve_app.contracts.wire import GenerationOutput
+from serve_app.contracts.tool_ids import openai_tool_id
+from serve_app.contracts.wire import (
+    GenerationOutput,
+    StreamChunk,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+)
 
 SSE_DONE = b"data: [DONE]\n\n"
 
@@ -114,22 +122,94 @@ def openai_usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
     }
 
 
+def openai_tool_calls(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": openai_tool_id(call.id),
+            "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments},
+        }
+        for call in calls
+    ]
+
+
+def _token_logprob(token: TokenLogprob) -> dict[str, Any]:
+    return {
+        "token": token.token,
+        "logprob": token.logprob,
+        "bytes": list(token.bytes) if token.bytes is not None else None,
+        "top_logprobs": [
+            {
+                "token": top.token,
+                "logprob": top.logprob,
+                "bytes": list(top.bytes) if top.bytes is not None else None,
+            }
+            for top in token.top
+        ],
+    }
+
+
+def openai_logprobs(tokens: Sequence[TokenLogprob] | None) -> dict[str, Any] | None:
+    """Chat logprobs: `{"content": [...], "refusal": null}`, or null when not asked for."""
+    if tokens is None:
+        return None
+    return {"content": [_token_logprob(token) for token in tokens], "refusal": None}
+
+
+def completion_logprobs(tokens: Sequence[TokenLogprob] | None, offset: int = 0) -> Any:
+    """Legacy completions' logprobs: parallel lists, the alternatives as token -> logprob."""
+    if tokens is None:
+        return None
+    offsets, at = [], offset
+    for token in tokens:
+        offsets.append(at)
+        at += len(token.token)
+    return {
+        "tokens": [token.token for token in tokens],
+        "token_logprobs": [token.logprob for token in tokens],
+        "top_logprobs": [{top.token: top.logprob for top in token.top} for token in tokens],
+        "text_offset": offsets,
+    }
+
+
+def _chat_choice(
+    index: int,
+    text: str,
+    finish_reason: str,
+    calls: Sequence[ToolCall],
+    logprobs: Sequence[TokenLogprob] | None,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": text if text or not calls else None,
+        "refusal": None,
+    }
+    if calls:
+        message["tool_calls"] = openai_tool_calls(calls)
+    return {
+        "index": index,
+        "message": message,
+        "logprobs": openai_logprobs(logprobs),
+        "finish_reason": openai_finish_reason(finish_reason),
+    }
+
+
 def openai_chat_completion(
     output: GenerationOutput, *, model: str, completion_id: str, created: int
 ) -> dict[str, Any]:
-    """The body of a non-streamed `chat.completion`."""
-    choice = {
-        "index": 0,
-        "message": {"role": "assistant", "content": output.text},
-        "logprobs": None,
-        "finish_reason": openai_finish_reason(output.finish_reason),
-    }
+    """The body of a non-streamed `chat.completion` (one choice per `n`)."""
+    o = output
+    choices = [_chat_choice(0, o.text, o.finish_reason, o.tool_calls, o.logprobs)]
+    choices += [
+        _chat_choice(c.index, c.text, c.finish_reason, c.tool_calls, c.logprobs)
+        for c in o.more_choices
+    ]
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [choice],
+        "choices": choices,
         "usage": openai_usage(output.input_tokens, output.output_tokens),
     }
 
@@ -137,19 +217,25 @@ def openai_chat_completion(
 def openai_completion(
     output: GenerationOutput, *, model: str, completion_id: str, created: int
 ) -> dict[str, Any]:
-    """The body of a non-streamed legacy `text_completion`."""
-    choice = {
-        "index": 0,
-        "text": output.text,
-        "logprobs": None,
-        "finish_reason": openai_completion_finish_reason(output.finish_reason),
-    }
+    """The body of a non-streamed legacy `text_completion` (one choice per `n`)."""
+    choices = [
+        {
+            "index": index,
+            "text": text,
+            "logprobs": completion_logprobs(logprobs),
+            "finish_reason": openai_completion_finish_reason(finish),
+        }
+        for index, text, finish, logprobs in [
+            (0, output.text, output.finish_reason, output.logprobs),
+            *((c.index, c.text, c.finish_reason, c.logprobs) for c in output.more_choices),
+        ]
+    ]
     return {
         "id": completion_id,
         "object": "text_completion",
         "created": created,
         "model": model,
-        "choices": [choice],
+        "choices": choices,
         "usage": openai_usage(output.input_tokens, output.output_tokens),
     }
 
@@ -166,7 +252,7 @@ def openai_model_list(model_ids_with_owner: list[tuple[str, str]], created: int)
     return {"object": "list", "data": data}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _OpenAIStreamBase:
     model: str
     completion_id: str
@@ -212,12 +298,35 @@ class _OpenAIStreamBase:
         return sse_data(openai_error_body(error)) + SSE_DONE
 
 
-@dataclass(frozen=True, slots=True)
-class OpenAIChatStream(_OpenAIStreamBase):
-    """SSE frames of a streamed `chat.completion.chunk` sequence with one choice."""
+def _tool_call_delta(piece: ToolCallDelta) -> dict[str, Any]:
+    """OpenAI's stream shape: the first piece of a call has id, type and name."""
+    if piece.id is None:
+        return {"index": piece.index, "function": {"arguments": piece.arguments}}
+    function = {"name": piece.name or "", "arguments": piece.arguments}
+    return {
+        "index": piece.index,
+        "id": openai_tool_id(piece.id),
+        "type": "function",
+        "function": function,
+    }
 
-    def _choice(self, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
-        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+@dataclass(slots=True)
+class OpenAIChatStream(_OpenAIStreamBase):
+    """SSE frames of a streamed `chat.completion.chunk` sequence (one formatter per stream:
+    it remembers which choices have had their opening `role` delta)."""
+
+    opened: set[int] = field(default_factory=lambda: {0})
+
+    def _choice(
+        self, delta: dict[str, Any], finish_reason: str | None, index: int = 0, logprobs: Any = None
+    ) -> dict[str, Any]:
+        return {
+            "index": index,
+            "delta": delta,
+            "logprobs": logprobs,
+            "finish_reason": finish_reason,
+        }
 
     def start(self) -> bytes:
         return sse_data(self._chunk([self._choice({"role": "assistant", "content": ""}, None)]))
@@ -225,12 +334,30 @@ class OpenAIChatStream(_OpenAIStreamBase):
     def _delta_frame(self, text: str) -> bytes:
         return sse_data(self._chunk([self._choice({"content": text}, None)]))
 
+    def chunk(self, chunk: StreamChunk) -> bytes:
+        """One model chunk: text, tool-call pieces and logprobs of choice `chunk.index`; a
+        finish reason of a choice other than the first (the first finishes in `finish`)."""
+        delta: dict[str, Any] = {}
+        if chunk.index not in self.opened:
+            self.opened.add(chunk.index)
+            delta["role"] = "assistant"
+        if chunk.text:
+            delta["content"] = chunk.text
+        if chunk.tool_calls:
+            delta["tool_calls"] = [_tool_call_delta(piece) for piece in chunk.tool_calls]
+        last = chunk.finish_reason if chunk.index else None
+        if not delta and last is None and chunk.logprobs is None:
+            return b""
+        finish = openai_finish_reason(last) if last else None
+        choice = self._choice(delta, finish, chunk.index, openai_logprobs(chunk.logprobs))
+        return sse_data(self._chunk([choice]))
+
     def finish(self, finish_reason: str, input_tokens: int, output_tokens: int) -> bytes:
         last = self._choice({}, openai_finish_reason(finish_reason))
         return self._tail(last, input_tokens, output_tokens)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OpenAICompletionStream(_OpenAIStreamBase):
     """SSE frames of a streamed legacy completion (chunks are `text_completion` objects)."""
 
@@ -246,121 +373,14 @@ class OpenAICompletionStream(_OpenAIStreamBase):
     def _delta_frame(self, text: str) -> bytes:
         return sse_data(self._chunk([self._choice(text, None)]))
 
+    def chunk(self, chunk: StreamChunk) -> bytes:
+        if not chunk.text and chunk.logprobs is None:
+            return b""
+        choice = self._choice(chunk.text, None)
+        choice["index"] = chunk.index
+        choice["logprobs"] = completion_logprobs(chunk.logprobs)
+        return sse_data(self._chunk([choice]))
+
     def finish(self, finish_reason: str, input_tokens: int, output_tokens: int) -> bytes:
         last = self._choice("", openai_completion_finish_reason(finish_reason))
         return self._tail(last, input_tokens, output_tokens)
-
-
-# -- Anthropic ---------------------------------------------------------------------------------
-
-
-def _anthropic_message(
-    model: str,
-    message_id: str,
-    content: list[dict[str, str]],
-    stop_reason: str | None,
-    usage: dict[str, int],
-) -> dict[str, Any]:
-    return {
-        "id": message_id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": stop_reason,
-        "stop_sequence": None,
-        "usage": usage,
-    }
-
-
-def anthropic_message(output: GenerationOutput, *, model: str, message_id: str) -> dict[str, Any]:
-    """The body of a non-streamed Anthropic `message`."""
-    usage = {"input_tokens": output.input_tokens, "output_tokens": output.output_tokens}
-    stop_reason = anthropic_stop_reason(output.finish_reason)
-    content = [{"type": "text", "text": output.text}]
-    return _anthropic_message(model, message_id, content, stop_reason, usage)
-
-
-def anthropic_error_type(error: GatewayError) -> str:
-    """Anthropic's error type for a gateway error, chosen by its HTTP status."""
-    match error.status_code:
-        case 401:
-            return "authentication_error"
-        case 402:
-            return "billing_error"
-        case 403:
-            return "permission_error"
-        case 404:
-            return "not_found_error"
-        case 429:
-            return "rate_limit_error"
-        case 503 | 529:
-            return "overloaded_error"
-        case 504:
-            return "timeout_error"
-        case status if status < 500:
-            return "invalid_request_error"
-        case _:
-            return "api_error"
-
-
-def anthropic_error_body(error: GatewayError) -> dict[str, Any]:
-    return {
-        "type": "error",
-        "error": {"type": anthropic_error_type(error), "message": error.message},
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class AnthropicStream:
-    """SSE frames of a streamed Anthropic message holding one text block."""
-
-    model: str
-    message_id: str
-    template: DeltaTemplate = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "template", DeltaTemplate.of(self._delta_frame(DELTA_MARK)))
-
-    def start(self, input_tokens: int) -> bytes:
-        """message_start (output_tokens 1, as Anthropic sends), content_block_start, ping."""
-        usage = {"input_tokens": input_tokens, "output_tokens": 1}
-        message = _anthropic_message(self.model, self.message_id, [], None, usage)
-        block = {"type": "text", "text": ""}
-        return (
-            sse_event("message_start", {"type": "message_start", "message": message})
-            + sse_event(
-                "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": block},
-            )
-            + sse_event("ping", {"type": "ping"})
-        )
-
-    def _delta_frame(self, text: str) -> bytes:
-        body = {
-            "type": "content_block_delta",
-            "index": 0,
-            "delta": {"type": "text_delta", "text": text},
-        }
-        return sse_event("content_block_delta", body)
-
-    def delta(self, text: str) -> bytes:
-        return self.template.frame(text) if text else b""
-
-    def finish(self, finish_reason: str, output_tokens: int) -> bytes:
-        """content_block_stop, message_delta (stop reason, cumulative usage), message_stop."""
-        delta = {"stop_reason": anthropic_stop_reason(finish_reason), "stop_sequence": None}
-        message_delta = {
-            "type": "message_delta",
-            "delta": delta,
-            "usage": {"output_tokens": output_tokens},
-        }
-        return (
-            sse_event("content_block_stop", {"type": "content_block_stop", "index": 0})
-            + sse_event("message_delta", message_delta)
-            + sse_event("message_stop", {"type": "message_stop"})
-        )
-
-    def error(self, error: GatewayError) -> bytes:
-        """An `error` event (which the Anthropic SDK raises as `APIStatusError`)."""
-        return sse_event("error", anthropic_error_body(error))

@@ -16,10 +16,11 @@ SSE_HEADERS = {"X-Accel-Buffering": "no"}
 
 @dataclass(frozen=True, slots=True)
 class SSEFormat:
-    """How one API frames a stream: its opening, each text delta, the end, an error."""
+    """How one API frames a stream: its opening, each chunk (text, tool-call pieces,
+    logprobs), the end, an error."""
 
     start: bytes
-    delta: Callable[[str], bytes]
+    delta: Callable[[StreamChunk], bytes]
     end: Callable[[StreamResult], bytes]
     error: Callable[[GatewayError], bytes]
 
@@ -39,14 +40,18 @@ class ChunkStreamResponse(StreamingResponse):
             self.chunk_stream.close()
 
 
+def _carries(chunk: StreamChunk) -> bool:
+    return bool(chunk.text or chunk.tool_calls or chunk.logprobs or chunk.index)
+
+
 def sse_response(stream: ChunkStream, first: StreamChunk, fmt: SSEFormat) -> StreamingResponse:
     async def frames() -> AsyncIterator[bytes]:
-        yield fmt.start + (fmt.delta(first.text) if first.text else b"")
+        yield fmt.start + (fmt.delta(first) if _carries(first) else b"")
         try:
             async with aclosing(stream.rest()) as chunks:
                 async for chunk in chunks:
-                    if chunk.text:
-                        yield fmt.delta(chunk.text)
+                    if _carries(chunk):
+                        yield fmt.delta(chunk)
         except GatewayError as error:
             yield fmt.error(error)
             return

@@ -39,11 +39,13 @@ def local_model_deployment(model: LocalModelConfig, adapters: list[AdapterConfig
     engine (torch, transformers) is imported only when there is a local model to bind: the
     process that builds a commercial-only graph, and whatever Ray reuses it for, never
     loads torch."""
+    from deployments.engine.embedder import LocalEmbeddingServer
     from deployments.engine.server import LocalModelServer
 
     options = model.serve_options()
     options["ray_actor_options"].update(num_gpus=model.num_gpus, resources=model.resources)
-    deployment = as_deployment(LocalModelServer).options(
+    server = LocalEmbeddingServer if model.task == "embed" else LocalModelServer
+    deployment = as_deployment(server).options(
         name=model.id,
         user_config=model.batching.model_dump(),
         **options,

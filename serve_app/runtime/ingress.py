@@ -16,6 +16,7 @@ from serve_app.access.key_store import KeyStore
 from serve_app.accounting.ledger import Ledger
 from serve_app.accounting.usage_store import UsageStore, open_engine
 from serve_app.contracts.config import GatewayConfig
+from serve_app.contracts.tracing import tracing_from_env
 from serve_app.core.gateway import Gateway
 from serve_app.http.app import create_app
 
@@ -70,8 +71,17 @@ class GatewayIngress:
         admission = Admission(
             gateway_config, keys, make_limiter(gateway_config, limiter), metrics=metrics
         )
+        # Checked once per replica: without OTEL_EXPORTER_OTLP_ENDPOINT no span is ever made.
+        tracing = tracing_from_env(
+            os.environ, gateway_config.tracing.service_name, gateway_config.tracing.capture_content
+        )
         self.gateway = Gateway(
-            gateway_config, handles, ledger=ledger, admission=admission, metrics=metrics
+            gateway_config,
+            handles,
+            ledger=ledger,
+            admission=admission,
+            metrics=metrics,
+            tracing=tracing,
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:

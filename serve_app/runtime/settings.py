@@ -2,7 +2,8 @@
 start-up refusals of the production environment.
 
 Read when the app is built (never at import): `APP_ENV`, `CORS_ORIGINS` (comma-separated),
-`LEDGER_URL`, `RATE_LIMIT_URL` (switches rate limits to Redis), `LOG_LEVEL`,
+`LEDGER_URL`, `RATE_LIMIT_URL` (switches rate limits to Redis), `CACHE_REDIS_URL` (the
+response cache's Redis, when `cache.backend` is redis and the YAML gives no URL), `LOG_LEVEL`,
 `MODEL_CACHE_SIZE` (LoRA adapters loaded per replica, for models whose YAML sets none).
 Provider keys (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`) and the admin key (`GATEWAY_ADMIN_KEY`)
 are read by the replicas themselves; `PORT` by `serve_app/runtime/launch.py`.
@@ -39,6 +40,9 @@ def apply_environment(args: dict[str, Any], environ: Mapping[str, str]) -> dict[
     if environ.get("RATE_LIMIT_URL"):
         _set(merged, ("rate_limits", "backend"), "redis")
         _set(merged, ("rate_limits", "redis_url"), environ["RATE_LIMIT_URL"])
+    cache = merged.get("cache")
+    if environ.get("CACHE_REDIS_URL") and isinstance(cache, dict) and not cache.get("redis_url"):
+        cache["redis_url"] = environ["CACHE_REDIS_URL"]
     if environ.get("LOG_LEVEL"):
         _set(merged, ("logging", "level"), environ["LOG_LEVEL"].upper())
     if environ.get("MODEL_CACHE_SIZE"):

@@ -5,7 +5,10 @@ so synchronous tests, async tests and other processes (Ray workers) reach it ove
 official SDKs use their own HTTP stack, so they cannot be mocked in-process.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models`` (one body
-both SDKs accept) and ``POST /v1/messages`` (Anthropic), all generation routes also streaming (SSE).
+both SDKs accept), ``POST /v1/messages`` and ``POST /v1/messages/count_tokens`` (Anthropic),
+all generation routes also streaming (SSE), and ``POST /v1/embeddings`` (deterministic unit
+vectors, 16 floats unless ``dimensions``). Tools, structured output, images, logprobs and
+`n` behave as `fake_features` describes.
 
 Replies are deterministic: ``reply_text`` if given, else ``"Hello from fake <provider> model
 <model>."``. Tokens are whitespace-separated words (`FakeProvider.count_tokens`); input tokens are
@@ -34,6 +37,8 @@ from types import FrameType, TracebackType
 from typing import Any, Literal, Self
 
 from aiohttp import web
+
+from tests.fakes import fake_features
 
 Provider = Literal["openai", "anthropic"]
 Kind = Literal["chat", "completion", "messages"]
@@ -353,6 +358,42 @@ def validate(kind: Kind, body: Mapping[str, Any]) -> str | None:
     return None
 
 
+FAKE_EMBEDDING_DIMENSIONS = 16
+
+
+def fake_embedding(item: str | list[int], dimensions: int) -> list[float]:
+    """A deterministic unit vector for one input (from its SHA-256), `dimensions` long."""
+    import hashlib
+    import math
+
+    seed = hashlib.sha256(json.dumps(item).encode()).digest()
+    raw = [(seed[i % len(seed)] - 127.5) / 127.5 + i / 1000 for i in range(dimensions)]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [x / norm for x in raw]
+
+
+def embeddings_body(body: Mapping[str, Any]) -> dict[str, Any] | str:
+    """OpenAI's embeddings response (floats, or base64 float32), or a 400 message."""
+    import base64
+    import struct
+
+    items = body.get("input")
+    if isinstance(items, str) or (isinstance(items, list) and items and isinstance(items[0], int)):
+        items = [items]
+    if not isinstance(items, list) or not items:
+        return "input: Field required"
+    dimensions = _int_or_none(body.get("dimensions")) or FAKE_EMBEDDING_DIMENSIONS
+    data = []
+    for index, item in enumerate(items):
+        vector: Any = fake_embedding(item, dimensions)
+        if body.get("encoding_format") == "base64":
+            vector = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": vector})
+    tokens = sum(count_tokens(i) if isinstance(i, str) else len(i) for i in items)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return {"object": "list", "data": data, "model": body.get("model"), "usage": usage}
+
+
 def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -458,7 +499,9 @@ class FakeProvider:
         app.router.add_post("/v1/chat/completions", self._handle_generation)
         app.router.add_post("/v1/completions", self._handle_generation)
         app.router.add_post("/v1/messages", self._handle_generation)
+        app.router.add_post("/v1/messages/count_tokens", self._handle_count_tokens)
         app.router.add_get("/v1/models", self._handle_models)
+        app.router.add_post("/v1/embeddings", self._handle_embeddings)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
         await runner.setup()
         self._runner = runner
@@ -649,17 +692,43 @@ class FakeProvider:
             return body, _malformed(provider, stream=body.get("stream") is True)
         return body, None
 
+    async def _handle_count_tokens(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's token counting: the input tokens the request would be billed."""
+        body, early = await self._prelude(request, "anthropic")
+        if early is not None:
+            return early
+        tokens = self.count_input_tokens(body)
+        tokens += fake_features.IMAGE_TOKENS * fake_features.image_count(body)
+        return web.json_response({"input_tokens": tokens})
+
+    async def _handle_embeddings(self, request: web.Request) -> web.StreamResponse:
+        body, early = await self._prelude(request, "openai")
+        if early is not None:
+            return early
+        answer = embeddings_body(body)
+        if isinstance(answer, str):
+            return self._error("openai", Failure(400, message=answer))
+        return web.json_response(answer)
+
     async def _handle_generation(self, request: web.Request) -> web.StreamResponse:
         kind = _kind_of(request.path)
         provider: Provider = "anthropic" if kind == "messages" else "openai"
         body, early = await self._prelude(request, provider)
         if early is not None:
             return early
-        problem = validate(kind, body)
+        problem = validate(kind, body) or fake_features.tool_problem(kind, body)
         if problem is not None:
             return self._error(provider, Failure(400, message=problem))
         gen = generate(self.reply_for(provider, body["model"]), body)
+        gen = fake_features.adjust(kind, body, gen)
         meta = self._next_meta(kind, body["model"])
+        from tests.fakes.fake_rich import rich_answer  # it builds on this module's helpers
+
+        rich = rich_answer(kind, body, gen, meta, self._ids)
+        if isinstance(rich, dict):
+            return web.json_response(rich)
+        if rich is not None:
+            return await _stream(request, rich, None)
         if body.get("stream") is not True:
             builders = {"chat": chat_body, "completion": completion_body, "messages": message_body}
             return web.json_response(builders[kind](gen, meta))

@@ -13,7 +13,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from serve_app.contracts.wire import GenerationOutput, GenerationParams, StreamChunk
+from serve_app.contracts.wire import (
+    EmbeddingOutput,
+    EmbeddingParams,
+    GenerationOutput,
+    GenerationParams,
+    StreamChunk,
+)
 
 Behaviour = Callable[[GenerationParams], GenerationOutput | BaseException]
 
@@ -178,6 +184,23 @@ class FakeResult:
         return None
 
 
+class _Embed:
+    """`embed`: a unit-ish vector per input (`dimensions` long, else 4), 2 tokens each."""
+
+    def remote(self, params: EmbeddingParams) -> FakeResult:
+        size = params.dimensions or 4
+        rows = [[1.0] + [0.0] * (size - 1) for _ in params.inputs]
+        return FakeResult(EmbeddingOutput(rows, 2 * len(params.inputs), params.model_id))
+
+
+class _Counter:
+    """`count_tokens`: the words of the prompt and messages (the fuzz app's tokenizer)."""
+
+    def remote(self, params: GenerationParams) -> FakeResult:
+        source = params.prompt or " ".join(m.content for m in params.messages)
+        return FakeResult(len(source[:40].split()))
+
+
 class _Probe:
     def __init__(self, result: dict[str, Any]) -> None:
         self.result = result
@@ -214,6 +237,8 @@ class ScriptedHandle:
         self.options_used: dict[str, Any] = options or {}
         self.generate = _Method(self, "generate")
         self.generate_stream = _Method(self, "generate_stream")
+        self.embed = _Embed()
+        self.count_tokens = _Counter()
         self.describe = _Probe({"metadata": {"context_length": 512}})
         upstream = {"provider": name} if name else {}
         self.check_upstream = _Probe({**upstream, "key_configured": True, "reachable": True})

@@ -35,6 +35,7 @@ MAX_NEW_TOKENS = 64  # the cap of both models
 MAX_PROMPT_CHARS = 2000
 SLOW_WORD_S = 0.2  # a streamed prompt holding "slow" yields one word per this many seconds
 COMMERCIAL_MODEL_ID = "gpt-fake"
+EMBED_MODEL_ID = "embedder"  # a local `task: embed` model
 ANTHROPIC_PATHS = ("/v1/messages",)
 NATIVE_ERROR_KEYS = {"message", "type", "param", "code"}
 ANTHROPIC_ERROR_TYPES = frozenset(get_args(AnthropicErrorType))  # as documented
@@ -67,17 +68,28 @@ def fake_model_handle(name: str) -> ScriptedHandle:
     return ScriptedHandle(script=Script(_answer, word_delay_s=_word_delay_s), name=name)
 
 
-def gateway_config(db_url: str, auth: bool, max_body_bytes: int = MAX_BODY_BYTES) -> GatewayConfig:
+def gateway_config(
+    db_url: str,
+    auth: bool,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    cache: dict[str, Any] | None = None,
+    ingress: Any = None,
+) -> GatewayConfig:
     return GatewayConfig.model_validate(
         {
+            "cache": cache or {},
             "auth": {"enabled": auth},
             "ingress": {
                 "max_body_bytes": max_body_bytes,
                 "max_prompt_chars": MAX_PROMPT_CHARS,
                 "max_batch_items": 4,
                 "request_timeout_s": 5,
+                **(ingress or {}),
             },
-            "models": [{"id": MODEL_ID, "path": "x", "max_new_tokens": MAX_NEW_TOKENS}],
+            "models": [
+                {"id": MODEL_ID, "path": "x", "max_new_tokens": MAX_NEW_TOKENS},
+                {"id": EMBED_MODEL_ID, "path": "x", "task": "embed"},
+            ],
             "commercial": {
                 "models": [
                     {
@@ -87,6 +99,7 @@ def gateway_config(db_url: str, auth: bool, max_body_bytes: int = MAX_BODY_BYTES
                         "price": {"input_per_million_usd": 1.0},
                         "context_window": 4096,
                         "max_output_tokens": MAX_NEW_TOKENS,
+                        "vision": True,
                     }
                 ]
             },
@@ -111,13 +124,23 @@ class GatewayApp:
 
 
 def build_gateway_app(
-    tmp_dir: Path, auth: bool, max_body_bytes: int = MAX_BODY_BYTES, **app_options: Any
+    tmp_dir: Path,
+    auth: bool,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    cache: dict[str, Any] | None = None,
+    ingress: Any = None,
+    **app_options: Any,
 ) -> GatewayApp:
-    """The real app over fake handles; with `auth`, a key store in `tmp_dir` and one user key.
-    `app_options` go to `create_app`. The app's lifespan shutdown closes the gateway."""
+    """The real app over fake handles; with `auth`, a key store in `tmp_dir` and one user key;
+    `cache`: the response cache's config. `app_options` go to `create_app`. The app's
+    lifespan shutdown closes the gateway."""
     db_url = f"sqlite:///{tmp_dir}/gateway.db"
-    config = gateway_config(db_url, auth, max_body_bytes)
-    handles = {MODEL_ID: fake_model_handle(MODEL_ID), "openai": fake_model_handle("openai")}
+    config = gateway_config(db_url, auth, max_body_bytes, cache, ingress)
+    handles = {
+        MODEL_ID: fake_model_handle(MODEL_ID),
+        EMBED_MODEL_ID: fake_model_handle(EMBED_MODEL_ID),
+        "openai": fake_model_handle("openai"),
+    }
     keys, user_key = None, None
     if auth:
         store = open_key_store(db_url)

@@ -8,13 +8,15 @@ from starlette.responses import Response
 from serve_app.access.auth import RequestContext
 from serve_app.contracts.wire import StreamChunk
 from serve_app.core.gateway import Gateway
-from serve_app.http.formats import AnthropicStream, anthropic_message
-from serve_app.http.routes.native import get_context, get_gateway
+from serve_app.http.formats_anthropic import AnthropicStream, anthropic_message
+from serve_app.http.routes.native import get_context, get_gateway, json_response
 from serve_app.http.routes.responding import respond
 from serve_app.http.schemas.anthropic import (
     AnthropicErrorResponse,
     AnthropicMessage,
+    CountTokensRequest,
     MessagesRequest,
+    TokenCount,
 )
 from serve_app.http.sse import SSEFormat
 
@@ -43,6 +45,7 @@ async def messages(
     gateway: Gateway = Depends(get_gateway),
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
+    ctx.apply_cache_control(None, body.cache)
     admitted = await gateway.admitted(
         ctx,
         body.model,
@@ -51,6 +54,8 @@ async def messages(
         temperature=body.temperature,
         top_p=body.top_p,
         stop=body.stop_list(),
+        options=body.options(),
+        image_at=body.image_locations(),
     )
     message_id = f"msg_{ctx.request_id}"
 
@@ -58,8 +63,8 @@ async def messages(
         fmt = AnthropicStream(served or body.model, message_id)
         return SSEFormat(
             start=fmt.start(first.input_tokens),
-            delta=fmt.delta,
-            end=lambda r: fmt.finish(r.finish_reason, r.output_tokens),
+            delta=fmt.chunk,
+            end=lambda r: fmt.finish(r.finish_reason, r.output_tokens, r.input_tokens),
             error=fmt.error,
         )
 
@@ -73,3 +78,21 @@ async def messages(
             out, model=served or body.model, message_id=message_id
         ),
     )
+
+
+@router.post("/messages/count_tokens", response_model=TokenCount, responses=ERRORS)
+async def count_tokens(
+    body: CountTokensRequest,
+    gateway: Gateway = Depends(get_gateway),
+    ctx: RequestContext = Depends(get_context),
+) -> Response:
+    """Anthropic's token counting, for every model: exact for local and Claude models, an
+    estimate (`"estimated": true`) for OpenAI models, which have no counting endpoint."""
+    counted = await gateway.count_tokens(
+        ctx,
+        body.model,
+        messages=body.chat_messages(),
+        options=body.options(),
+        image_at=body.image_locations(),
+    )
+    return json_response(counted)

@@ -116,7 +116,7 @@ def native_sse(gateway: Gateway, route: ModelRoute, used: ModelRoute, rid: str) 
 
     return SSEFormat(
         start=b"",
-        delta=lambda text: sse_data({"text": text}),
+        delta=lambda chunk: sse_data({"text": chunk.text}) if chunk.text else b"",
         end=end,
         error=lambda error: sse_data({"error": error.to_dict()}) + SSE_DONE,
     )
@@ -132,6 +132,7 @@ async def generate(
     gateway: Gateway = Depends(get_gateway),
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
+    ctx.apply_cache_control(None, body.cache)
     if not body.stream:
         return json_response(await gateway.generate(ctx, body.model_id, body.generation_fields()))
     route, params = await gateway.admitted(ctx, body.model_id, **body.generation_fields())
@@ -145,5 +146,5 @@ async def generate_batch(
     gateway: Gateway = Depends(get_gateway),
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
-    items = [(item.model_id, item.generation_fields()) for item in body.requests]
+    items = [(item.model_id, item.generation_fields(), item.cache) for item in body.requests]
     return json_response(await gateway.generate_batch(ctx, items))

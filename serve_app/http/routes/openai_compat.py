@@ -17,13 +17,8 @@ from serve_app.http.formats import (
 )
 from serve_app.http.routes.native import ERRORS, get_context, get_gateway, json_response
 from serve_app.http.routes.responding import respond
-from serve_app.http.schemas.openai import (
-    ChatCompletion,
-    ChatCompletionRequest,
-    Completion,
-    CompletionRequest,
-    OpenAIModelList,
-)
+from serve_app.http.schemas.openai import ChatCompletionRequest, CompletionRequest
+from serve_app.http.schemas.openai_responses import ChatCompletion, Completion, OpenAIModelList
 from serve_app.http.sse import SSEFormat
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -35,7 +30,7 @@ STREAM_DOC: dict[int | str, dict[str, Any]] = {
 def _openai_sse(fmt: OpenAIChatStream | OpenAICompletionStream) -> SSEFormat:
     return SSEFormat(
         start=fmt.start(),
-        delta=fmt.delta,
+        delta=fmt.chunk,
         end=lambda r: fmt.finish(r.finish_reason, r.input_tokens, r.output_tokens),
         error=fmt.error,
     )
@@ -47,6 +42,7 @@ async def chat_completions(
     gateway: Gateway = Depends(get_gateway),
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
+    ctx.apply_cache_control(None, body.cache)
     admitted = await gateway.admitted(
         ctx,
         body.model,
@@ -55,6 +51,8 @@ async def chat_completions(
         temperature=body.temperature,
         top_p=body.top_p,
         stop=body.stop_list(),
+        options=body.options(),
+        image_at=body.image_locations(),
     )
     completion_id, created = f"chatcmpl-{ctx.request_id}", int(time.time())
     return await respond(
@@ -77,6 +75,7 @@ async def completions(
     gateway: Gateway = Depends(get_gateway),
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
+    ctx.apply_cache_control(None, body.cache)
     admitted = await gateway.admitted(
         ctx,
         body.model,
@@ -85,6 +84,7 @@ async def completions(
         temperature=body.temperature,
         top_p=body.top_p,
         stop=body.stop_list(),
+        options=body.options(),
     )
     completion_id, created = f"cmpl-{ctx.request_id}", int(time.time())
     return await respond(

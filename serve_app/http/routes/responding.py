@@ -8,7 +8,6 @@ from starlette.responses import Response
 from serve_app.access.auth import RequestContext
 from serve_app.contracts.wire import GenerationOutput, GenerationParams, StreamChunk
 from serve_app.core.catalog import ModelRoute
-from serve_app.core.fallbacks import complete_with_fallbacks
 from serve_app.core.gateway import Gateway
 from serve_app.http.routes.native import json_response
 from serve_app.http.sse import SSEFormat, sse_response
@@ -28,7 +27,7 @@ async def respond(
     if stream:
         chunks, first = await gateway.open_stream(route, params, ctx)
         return sse_response(chunks, first, sse_format(first, _fallback_name(route, chunks.route)))
-    used, output, _, _ = await complete_with_fallbacks(gateway, route, params, ctx)
+    used, output, _, _ = await gateway.complete(route, params, ctx)
     return json_response(body_of(output, _fallback_name(route, used)))
 
 

@@ -42,6 +42,9 @@ class GenerateRequest(WireModel):
         None, description="Up to 4 non-empty strings; generation ends before the first one."
     )
     stream: bool = Field(False, description="Server-sent events: text deltas, then the result.")
+    cache: bool = Field(
+        True, description="false: neither read nor store this request in the response cache."
+    )
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
@@ -151,12 +154,28 @@ class LedgerHealth(BaseModel):
     last_error: str | None
 
 
+class CacheStatus(BaseModel):
+    """This ingress replica's response cache (counts since it started)."""
+
+    enabled: bool
+    backend: str | None
+    hits: int
+    misses: int
+    hit_rate: float | None = Field(description="hits / (hits + misses); null before any.")
+    stores: int
+    errors: int = Field(description="Failed reads or writes (each served as a miss).")
+    entries: int | None = Field(None, description="Memory backend only.")
+    bytes: int | None = Field(None, description="Memory backend only.")
+    evictions: int | None = Field(None, description="Memory backend only.")
+
+
 class StatusResponse(BaseModel):
     version: str
     uptime_s: float
     models: list[ModelStatus]
     ledger: LedgerHealth
     circuit_breakers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    cache: CacheStatus
 
 
 class CommercialModelList(BaseModel):
@@ -187,6 +206,8 @@ class UsageTotals(BaseModel):
 class ModelUsage(UsageTotals):
     provider: str
     model_id: str
+    cache_hits: int = Field(0, description="Requests answered from the response cache.")
+    saved_usd: float = Field(0.0, description="What those answers would have cost upstream.")
 
 
 class UsageResponse(BaseModel):

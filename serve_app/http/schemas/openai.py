@@ -1,36 +1,40 @@
 """Wire schemas of the OpenAI-compatible API (`/v1/chat/completions`, `/v1/completions`).
 
-Text only, one choice per request. Requests are strict like OpenAI's own API: an unknown
-field is rejected (OpenAI's "Unrecognized request argument"), and so is any feature the
-gateway cannot honour (`n` > 1, logprobs, image or audio content parts) rather than being
-silently ignored. The response models document the bodies built in `serve_app.http.formats`.
-
-Imports nothing from the project but the internal `ChatMessage` dataclass and the Unicode
-check shared by the wire schemas.
+Requests are strict like OpenAI's own API: an unknown field is rejected (OpenAI's
+"Unrecognized request argument"). Every field OpenAI documents for these routes is parsed
+into the wire contract (`GenerationParams`); whether the chosen model can honour it is
+decided in `serve_app.core.capabilities` (a 400 naming the field and the model if not).
+Response models live in `openai_responses`.
 """
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
 from serve_app.contracts.wire import ChatMessage
-from serve_app.http.schemas.unicode import reject_lone_surrogates
+from serve_app.http.schemas.openai_base import OpenAIWireModel
+from serve_app.http.schemas.openai_chat import (
+    ChatMessageIn,
+    ImageURLPart,
+    NamedToolChoice,
+    ResponseFormat,
+    ToolIn,
+    check_tool_results,
+    check_tools,
+    output_format,
+    tool_choice,
+)
 
 MAX_STOP_STRINGS = 4
-# Several text parts of one message are joined with this (as vLLM does).
-PART_SEPARATOR = "\n"
+MAX_CHOICES = 128
+MAX_TOP_LOGPROBS = 20
+MAX_COMPLETION_LOGPROBS = 5
+TokenId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}$")]
+Bias = Annotated[float, Field(ge=-100, le=100)]
+ServiceTier = Literal["auto", "default", "flex", "scale", "priority"]
 
 
-class OpenAIWireModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _valid_unicode(cls, data: Any) -> Any:
-        return reject_lone_surrogates(data)
-
-
-def _null_to_default(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+def _null_to_default(model: type[OpenAIWireModel], value: Any, info: ValidationInfo) -> Any:
     """OpenAI accepts an explicit `null` for a defaulted field and means the default."""
     if value is None and info.field_name is not None:
         return model.model_fields[info.field_name].default
@@ -52,17 +56,8 @@ def _as_stop_list(value: str | list[str] | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _reject_non_text_parts(value: Any) -> Any:
-    """Give one clear message for an image/audio/file part instead of a union error dump."""
-    if isinstance(value, list):
-        for index, part in enumerate(value):
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind is not None and kind != "text":
-                raise ValueError(
-                    f"content part {index} has type {kind!r}; only text parts "
-                    '({"type": "text", "text": ...}) are supported by this gateway'
-                )
-    return value
+def _logit_bias(value: dict[str, float] | None) -> tuple[tuple[int, float], ...]:
+    return tuple((int(token), bias) for token, bias in (value or {}).items())
 
 
 class StreamOptions(OpenAIWireModel):
@@ -74,65 +69,35 @@ class StreamOptions(OpenAIWireModel):
     )
 
 
-class TextContentPart(OpenAIWireModel):
-    type: Literal["text"]
-    text: str
-
-
-class ChatMessageIn(OpenAIWireModel):
-    role: Literal["system", "developer", "user", "assistant"] = Field(
-        description="`developer` is treated as `system`; tool and function roles are refused."
-    )
-    content: str | list[TextContentPart] = Field(
-        description="A string, or a non-empty list of text parts (joined with a newline)."
-    )
-    name: str | None = Field(None, description="Accepted for compatibility and ignored.")
-
-    @field_validator("content", mode="before")
-    @classmethod
-    def _text_only(cls, value: Any) -> Any:
-        if isinstance(value, list) and not value:
-            raise ValueError("content must not be an empty list")
-        return _reject_non_text_parts(value)
-
-    def text(self) -> str:
-        if isinstance(self.content, str):
-            return self.content
-        return PART_SEPARATOR.join(part.text for part in self.content)
-
-
 class _SamplingFields(OpenAIWireModel):
     """Fields shared by both request kinds."""
 
     model: str = Field(min_length=1, max_length=256, description="A model from /v1/models.")
     temperature: float | None = Field(None, ge=0, le=2, description="0 = greedy.")
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
-    n: int = Field(1, description="Number of choices; only 1 is supported.")
+    n: int = Field(1, ge=1, le=MAX_CHOICES, description="Number of choices.")
     stop: str | list[str] | None = Field(
         None, description="Up to 4 non-empty strings; generation ends before the first one."
     )
     stream: bool = Field(False, description="Stream server-sent events ending in `[DONE]`.")
     stream_options: StreamOptions | None = Field(None, description="Only read when streaming.")
-    user: str | None = Field(None, description="End-user id; accepted and ignored.")
-    seed: int | None = Field(None, description="Accepted; sampling is not made reproducible.")
-    presence_penalty: float | None = Field(
-        None, ge=-2, le=2, description="Accepted and ignored by local models."
+    cache: bool = Field(
+        True,
+        description="Gateway extension: false neither reads nor stores this request in the "
+        "response cache (as `Cache-Control: no-cache, no-store`).",
     )
-    frequency_penalty: float | None = Field(
-        None, ge=-2, le=2, description="Accepted and ignored by local models."
+    user: str | None = Field(None, max_length=512, description="End-user id, passed on.")
+    seed: int | None = Field(None, description="Same seed, same request: the same text.")
+    presence_penalty: float | None = Field(None, ge=-2, le=2, description="-2..2.")
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, description="-2..2.")
+    logit_bias: dict[TokenId, Bias] | None = Field(
+        None, description="Token id (as a string) -> bias -100..100."
     )
 
-    @field_validator("n", "stream", mode="before")
+    @field_validator("n", "stream", "cache", mode="before")
     @classmethod
     def _null_means_default(cls, value: Any, info: ValidationInfo) -> Any:
         return _null_to_default(cls, value, info)
-
-    @field_validator("n")
-    @classmethod
-    def _only_one_choice(cls, value: int) -> int:
-        if value != 1:
-            raise ValueError(f"n={value} is not supported; this gateway returns one choice")
-        return value
 
     @field_validator("stop")
     @classmethod
@@ -146,6 +111,17 @@ class _SamplingFields(OpenAIWireModel):
         """Whether a stream ends with a usage chunk (`stream_options.include_usage`)."""
         return self.stream_options is not None and self.stream_options.include_usage
 
+    def sampling_options(self) -> dict[str, Any]:
+        """The `GenerationParams` fields both request kinds carry."""
+        return {
+            "n": self.n,
+            "seed": self.seed,
+            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty,
+            "logit_bias": _logit_bias(self.logit_bias),
+            "user": self.user,
+        }
+
 
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessageIn] = Field(min_length=1, description="The conversation so far.")
@@ -155,25 +131,84 @@ class ChatCompletionRequest(_SamplingFields):
     max_completion_tokens: int | None = Field(
         None, ge=1, description="Tokens to generate; the model's default if unset."
     )
-    logprobs: bool | None = Field(None, description="Only false/null: no logprobs are returned.")
+    logprobs: bool | None = Field(None, description="Return each output token's logprob.")
+    top_logprobs: int | None = Field(
+        None, ge=0, le=MAX_TOP_LOGPROBS, description="Alternatives per token (needs logprobs)."
+    )
+    tools: list[ToolIn] | None = Field(None, description="Functions the model may call.")
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = Field(
+        None, description="none, auto, required, or a named function."
+    )
+    parallel_tool_calls: bool | None = Field(None, description="false: at most one call.")
+    response_format: ResponseFormat | None = Field(
+        None, description="text, json_object or json_schema (structured output)."
+    )
+    metadata: dict[str, str] | None = Field(None, description="Up to 16 pairs, passed on.")
+    service_tier: ServiceTier | None = Field(None, description="Passed on where it applies.")
 
-    @field_validator("logprobs")
+    # Cross-field checks are field validators (reading the fields declared before them),
+    # so that the 400 names the field.
+    @field_validator("messages")
     @classmethod
-    def _no_logprobs(cls, value: bool | None) -> bool | None:
-        if value:
-            raise ValueError("logprobs are not supported by this gateway")
+    def _results_answer_calls(cls, value: list[ChatMessageIn]) -> list[ChatMessageIn]:
+        check_tool_results(value)
+        return value
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _needs_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true")
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _unique_tools(cls, value: list[ToolIn] | None) -> list[ToolIn] | None:
+        check_tools(value, None)
+        return value
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice_names_a_tool(cls, value: Any, info: ValidationInfo) -> Any:
+        check_tools(info.data.get("tools"), value)
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _sixteen_pairs(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and len(value) > 16:
+            raise ValueError("metadata holds at most 16 pairs")
         return value
 
     def chat_messages(self) -> tuple[ChatMessage, ...]:
+        return tuple(m.wire() for m in self.messages)
+
+    def image_locations(self) -> tuple[str, ...]:
         return tuple(
-            ChatMessage(role="system" if m.role == "developer" else m.role, content=m.text())
-            for m in self.messages
+            f"messages[{i}].content[{j}]"
+            for i, m in enumerate(self.messages)
+            if isinstance(m.content, list)
+            for j, part in enumerate(m.content)
+            if isinstance(part, ImageURLPart)
         )
 
     def resolved_max_tokens(self) -> int | None:
         if self.max_completion_tokens is not None:
             return self.max_completion_tokens
         return self.max_tokens
+
+    def options(self) -> dict[str, Any]:
+        """Every `GenerationParams` field beyond the basic ones."""
+        return {
+            **self.sampling_options(),
+            "logprobs": bool(self.logprobs),
+            "top_logprobs": self.top_logprobs or 0,
+            "metadata": tuple((self.metadata or {}).items()),
+            "service_tier": self.service_tier,
+            "tools": tuple(tool.wire() for tool in self.tools or ()),
+            "tool_choice": tool_choice(self.tool_choice, self.parallel_tool_calls),
+            "output_format": output_format(self.response_format),
+        }
 
 
 class CompletionRequest(_SamplingFields):
@@ -182,7 +217,9 @@ class CompletionRequest(_SamplingFields):
     )
     max_tokens: int = Field(16, ge=1, description="Tokens to generate (16 if unset, as OpenAI).")
     echo: bool = Field(False, description="Only false: the prompt is never echoed.")
-    logprobs: int | None = Field(None, description="Only null: no logprobs are returned.")
+    logprobs: int | None = Field(
+        None, ge=0, le=MAX_COMPLETION_LOGPROBS, description="Logprobs of the top N tokens."
+    )
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -209,123 +246,12 @@ class CompletionRequest(_SamplingFields):
             raise ValueError("echo is not supported by this gateway")
         return value
 
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, value: int | None) -> int | None:
-        if value is not None:
-            raise ValueError("logprobs are not supported by this gateway")
-        return value
-
     def prompt_text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
-
-# -- responses (documentation of what `serve_app.http.formats` builds) ------------------------
-
-FinishReason = Literal["stop", "length", "content_filter", "tool_calls"]
-
-
-class OpenAIUsage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class AssistantMessage(BaseModel):
-    role: Literal["assistant"]
-    content: str
-
-
-class ChatChoice(BaseModel):
-    index: int
-    message: AssistantMessage
-    logprobs: None = None
-    finish_reason: FinishReason
-
-
-class ChatCompletion(BaseModel):
-    id: str
-    object: Literal["chat.completion"]
-    created: int = Field(description="Unix seconds.")
-    model: str
-    choices: list[ChatChoice]
-    usage: OpenAIUsage
-
-
-class ChunkDelta(BaseModel):
-    role: Literal["assistant"] | None = Field(None, description="Only on the first chunk.")
-    content: str | None = None
-
-
-class ChatChunkChoice(BaseModel):
-    index: int
-    delta: ChunkDelta
-    logprobs: None = None
-    finish_reason: FinishReason | None
-
-
-class ChatCompletionChunk(BaseModel):
-    id: str
-    object: Literal["chat.completion.chunk"]
-    created: int
-    model: str
-    choices: list[ChatChunkChoice] = Field(description="Empty in the final usage chunk.")
-    usage: OpenAIUsage | None = Field(
-        None,
-        description="Present only with `include_usage`: null on every chunk but the last.",
-    )
-
-
-class CompletionChoice(BaseModel):
-    index: int
-    text: str
-    logprobs: None = None
-    finish_reason: Literal["stop", "length", "content_filter"] | None = Field(
-        description="Null on streamed chunks before the last."
-    )
-
-
-class Completion(BaseModel):
-    id: str
-    object: Literal["text_completion"]
-    created: int
-    model: str
-    choices: list[CompletionChoice]
-    usage: OpenAIUsage
-
-
-class CompletionChunk(BaseModel):
-    """Legacy completions stream chunks share the object name `text_completion`."""
-
-    id: str
-    object: Literal["text_completion"]
-    created: int
-    model: str
-    choices: list[CompletionChoice] = Field(description="Empty in the final usage chunk.")
-    usage: OpenAIUsage | None = Field(
-        None,
-        description="Present only with `include_usage`: null on every chunk but the last.",
-    )
-
-
-class OpenAIModel(BaseModel):
-    id: str
-    object: Literal["model"]
-    created: int
-    owned_by: str
-
-
-class OpenAIModelList(BaseModel):
-    object: Literal["list"]
-    data: list[OpenAIModel]
-
-
-class OpenAIErrorBody(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class OpenAIErrorResponse(BaseModel):
-    error: OpenAIErrorBody
+    def options(self) -> dict[str, Any]:
+        return {
+            **self.sampling_options(),
+            "logprobs": self.logprobs is not None,
+            "top_logprobs": self.logprobs or 0,
+        }

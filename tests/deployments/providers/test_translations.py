@@ -68,10 +68,21 @@ def test_anthropic_kwargs_clamp_temperature_and_move_system() -> None:
 
 
 def test_parse_responses_into_one_shape() -> None:
-    oa = SimpleNamespace(
-        model="up-1",
-        choices=[SimpleNamespace(message=SimpleNamespace(content="yo"), finish_reason="length")],
-        usage=SimpleNamespace(prompt_tokens=3, completion_tokens=2),
+    oa = openai.types.chat.ChatCompletion.model_validate(
+        {
+            "id": "c",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "up-1",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "yo"},
+                    "finish_reason": "length",
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        }
     )
     out = parse_openai_chat(oa, MODEL)
     assert (out.text, out.input_tokens, out.output_tokens, out.finish_reason) == (

@@ -4,6 +4,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -102,6 +103,8 @@ def test_ledger_store_writes_and_summarizes(db_url: str) -> None:
                 "input_tokens": 7,
                 "output_tokens": 3,
                 "cost_usd": 1.0,
+                "cache_hits": 0,
+                "saved_usd": 0.0,
             },
             {
                 "provider": "openai",
@@ -111,6 +114,8 @@ def test_ledger_store_writes_and_summarizes(db_url: str) -> None:
                 "input_tokens": 30,
                 "output_tokens": 15,
                 "cost_usd": 0.75,
+                "cache_hits": 0,
+                "saved_usd": 0.0,
             },
         ]
         for row in summary:
@@ -127,6 +132,8 @@ def test_ledger_store_writes_and_summarizes(db_url: str) -> None:
                 "input_tokens": 20,
                 "output_tokens": 10,
                 "cost_usd": 0.5,
+                "cache_hits": 0,
+                "saved_usd": 0.0,
             }
         ]
         assert store.summarize(None, None, key_id="nobody") == []
@@ -356,3 +363,24 @@ async def test_ledger_buffers_while_postgres_is_down(pg: PostgresServer) -> None
         assert [r["requests"] for r in summary] == [2]
     finally:
         await ledger.close()
+
+
+# --- stored Responses (/v1/responses) ------------------------------------------------------------
+
+
+def test_response_store_puts_gets_and_deletes(db_url: str, tmp_path: Any) -> None:
+    from serve_app.accounting.response_store import ResponseStore
+    from serve_app.accounting.usage_store import open_engine
+
+    for url in (db_url, f"sqlite:///{tmp_path}/responses.db"):
+        store = ResponseStore(open_engine(url))
+        try:
+            assert store.get("resp_1") is None
+            store.put(("resp_1", "key-a", 1.0, "demo", '{"id": "resp_1"}', "[]"))
+            assert store.get("resp_1") == ("key-a", '{"id": "resp_1"}', "[]")
+            with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+                store.put(("resp_1", "key-b", 2.0, "demo", "{}", "[]"))
+            store.delete("resp_1")
+            assert store.get("resp_1") is None
+        finally:
+            store.engine.dispose()

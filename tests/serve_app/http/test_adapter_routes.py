@@ -95,9 +95,7 @@ async def test_adapters_through_the_openai_and_anthropic_routes(rig: Rig) -> Non
 async def test_an_adapter_falls_back_to_its_base_without_the_adapter() -> None:
     def broken_adapter(params: GenerationParams) -> GenerationOutput | ServiceUnavailableError:
         if params.adapter:  # what a replica answers when the adapter's weights won't load
-            return ServiceUnavailableError(
-                "adapter weights unreadable", code="adapter_unavailable"
-            )
+            return ServiceUnavailableError("adapter weights unreadable", code="adapter_unavailable")
         return GenerationOutput("plain", 1, 1, "stop", params.model_id)
 
     rig = build_rig(

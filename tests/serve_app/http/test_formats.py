@@ -14,19 +14,21 @@ from serve_app.contracts import errors
 from serve_app.contracts.wire import GenerationOutput
 from serve_app.http.formats import (
     SSE_DONE,
-    AnthropicStream,
     OpenAIChatStream,
     OpenAICompletionStream,
-    anthropic_error_body,
-    anthropic_message,
     json_bytes,
     openai_chat_completion,
     openai_completion,
     openai_error_body,
     openai_model_list,
 )
+from serve_app.http.formats_anthropic import (
+    AnthropicStream,
+    anthropic_error_body,
+    anthropic_message,
+)
 from serve_app.http.schemas import anthropic as anthropic_schemas
-from serve_app.http.schemas import openai as openai_schemas
+from serve_app.http.schemas import openai_responses
 
 PIECES = ["Hé", "llo", "", " wörld ", "🙂", "\n"]
 TEXT = "".join(PIECES)
@@ -69,8 +71,9 @@ def completion_stream_body(include_usage: bool, finish_reason: str = "length") -
 
 def anthropic_stream_body(finish_reason: str = "stop") -> bytes:
     stream = AnthropicStream("demo", "msg_1")
+    start = stream.start(7)  # the formatter tracks its open block: frames in order
     pieces = b"".join(stream.delta(piece) for piece in PIECES)
-    return stream.start(7) + pieces + stream.finish(finish_reason, 5)
+    return start + pieces + stream.finish(finish_reason, 5)
 
 
 def mock_http(body: bytes, content_type: str = "text/event-stream") -> httpx2.Client:
@@ -134,7 +137,7 @@ def test_chat_completion_parses_with_the_sdk(internal: str, expected: str) -> No
     assert parsed.choices[0].finish_reason == expected
     assert parsed.usage is not None and parsed.usage.total_tokens == 12
     assert (parsed.id, parsed.model, parsed.created) == ("c1", "demo", 5)
-    openai_schemas.ChatCompletion.model_validate(body)
+    openai_responses.ChatCompletion.model_validate(body)
 
 
 def test_chat_completion_through_the_sdk_client() -> None:
@@ -161,7 +164,7 @@ def test_completion_parses_with_the_sdk(internal: str, expected: str) -> None:
     assert parsed.object == "text_completion"
     assert (parsed.choices[0].text, parsed.choices[0].finish_reason) == (TEXT, expected)
     assert parsed.usage is not None and parsed.usage.prompt_tokens == 7
-    openai_schemas.Completion.model_validate(body)
+    openai_responses.Completion.model_validate(body)
 
 
 def test_model_list_and_error_body() -> None:
@@ -172,10 +175,10 @@ def test_model_list_and_error_body() -> None:
         ("demo", "local", 9),
         ("gpt-4o-mini", "openai", 9),
     ]
-    openai_schemas.OpenAIModelList.model_validate(body)
+    openai_responses.OpenAIModelList.model_validate(body)
     error = errors.model_not_found("nope")
     assert openai_error_body(error) == {"error": error.to_dict()}
-    openai_schemas.OpenAIErrorResponse.model_validate(openai_error_body(error))
+    openai_responses.OpenAIErrorResponse.model_validate(openai_error_body(error))
 
 
 # -- OpenAI streams ----------------------------------------------------------------------------
@@ -185,7 +188,7 @@ def test_chat_stream_with_usage() -> None:
     chunks = openai_chunks(chat_stream_body(include_usage=True, finish_reason="length"))
     parsed = [openai.types.chat.ChatCompletionChunk.model_validate(chunk) for chunk in chunks]
     for chunk in chunks:
-        openai_schemas.ChatCompletionChunk.model_validate(chunk)
+        openai_responses.ChatCompletionChunk.model_validate(chunk)
     assert all(chunk["usage"] is None for chunk in chunks[:-1])
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert chunks[-2]["choices"][0] == {
@@ -241,7 +244,7 @@ def test_completion_stream_chunks() -> None:
     assert chunks[-2]["choices"][0]["finish_reason"] == "length"
     assert "".join(c["choices"][0]["text"] for c in chunks[:-1]) == TEXT
     for chunk in chunks:
-        openai_schemas.CompletionChunk.model_validate(chunk)
+        openai_responses.CompletionChunk.model_validate(chunk)
         # OpenAI sends `finish_reason: null` before the last chunk, as we do, but the SDK's
         # `CompletionChoice.finish_reason` is not nullable: check the rest of the shape.
         choices = [{**c, "finish_reason": c["finish_reason"] or "stop"} for c in chunk["choices"]]

@@ -29,6 +29,7 @@ from schemathesis.python.asgi import shutdown_lifespans
 from tests.serve_app.app_factory import (
     ADMIN_KEY,
     COMMERCIAL_MODEL_ID,
+    EMBED_MODEL_ID,
     MAX_NEW_TOKENS,
     MODEL_ID,
     GatewayApp,
@@ -40,7 +41,16 @@ MAX_EXAMPLES = 25  # per route and generation mode (each case goes to both apps)
 CREDENTIALS = ("none", "bogus", "user", "admin")
 MODEL_FIELDS = ("model", "model_id")
 TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
-TAME: dict[str, Any] = {"n": 1, "echo": False, "logprobs": None}
+TAME: dict[str, Any] = {
+    "n": 1,
+    "echo": False,
+    "logprobs": None,
+    "top_logprobs": None,
+    "tool_choice": None,
+    "service_tier": None,
+}
+# A message the fuzzer made: a plain user turn (tool turns need ids of earlier calls).
+MESSAGE_KEYS = ("tool_calls", "tool_call_id", "refusal")
 ROUTES = (
     ("GET", "/api/v1/health"),
     ("GET", "/api/v1/ready"),
@@ -65,6 +75,11 @@ ROUTES = (
     ("POST", "/v1/completions"),
     ("GET", "/v1/models"),
     ("POST", "/v1/messages"),
+    ("POST", "/v1/embeddings"),
+    ("POST", "/v1/responses"),
+    ("GET", "/v1/responses/{response_id}"),
+    ("DELETE", "/v1/responses/{response_id}"),
+    ("POST", "/v1/messages/count_tokens"),
 )
 # Routes whose successes need state the fuzzer cannot guess (an existing key id).
 NO_SUCCESS_EXPECTED = {
@@ -72,6 +87,7 @@ NO_SUCCESS_EXPECTED = {
     "/api/v1/admin/keys/{key_id}/enable",
     "/api/v1/admin/keys/{key_id}/budget",
     "/api/v1/admin/keys/{key_id}",
+    "/v1/responses/{response_id}",  # a stored response's id
 }
 
 
@@ -105,6 +121,12 @@ def aim_at_model(value: Any, model: str) -> None:
     tame the fields only the gateway restricts (`n`, `echo`, token caps), so that valid
     requests reach the fake deployments (and stream) instead of stopping at a 400."""
     if isinstance(value, dict):
+        if "role" in value:
+            value["role"] = "user" if value["role"] not in ("user", "assistant") else value["role"]
+            for key in MESSAGE_KEYS:
+                value.pop(key, None)
+            if not isinstance(value.get("content"), str):
+                value["content"] = "hi"
         for field in MODEL_FIELDS:
             if field in value:
                 value[field] = model
@@ -168,7 +190,7 @@ def fuzz_operation(
     @given(
         case=operation.as_strategy(mode),
         credential=st.sampled_from(CREDENTIALS),
-        model=st.sampled_from((None, MODEL_ID, COMMERCIAL_MODEL_ID)),
+        model=st.sampled_from((None, MODEL_ID, COMMERCIAL_MODEL_ID, EMBED_MODEL_ID)),
     )
     def run(case: schemathesis.Case, credential: str, model: str | None) -> None:
         if model is not None:
