@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.serve_app.app_factory import COMMERCIAL_MODEL_ID, MODEL_ID, GatewayApp, build_gateway_app
+from tests.serve_app.app_factory import (
+    ADMIN_KEY,
+    COMMERCIAL_MODEL_ID,
+    MODEL_ID,
+    GatewayApp,
+    build_gateway_app,
+)
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}  # /status needs the admin key with auth on
 
 CHAT = "/v1/chat/completions"
 
@@ -48,7 +56,7 @@ def test_two_identical_requests_make_one_upstream_call(
     a, b = first.json(), second.json()
     assert a["choices"] == b["choices"] and a["usage"] == b["usage"]
     assert a["id"] != b["id"]  # a new completion, with the cached answer
-    status = client.get("/api/v1/status").json()["cache"]
+    status = client.get("/api/v1/status", headers=ADMIN).json()["cache"]
     assert (status["hits"], status["misses"], status["hit_rate"]) == (1, 1, 0.5)
 
 
@@ -166,5 +174,5 @@ def test_the_cache_is_off_by_default(tmp_path: Path) -> None:
     with TestClient(app.app) as client:
         for _ in range(2):
             assert "x-cache" not in client.post(CHAT, json=chat()).headers
-        assert client.get("/api/v1/status").json()["cache"]["enabled"] is False
+        assert client.get("/api/v1/status", headers=ADMIN).json()["cache"]["enabled"] is False
     assert upstream_calls(app) == 2

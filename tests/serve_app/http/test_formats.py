@@ -407,7 +407,6 @@ def test_anthropic_error_bodies(
     [
         OpenAIChatStream("mü", "chatcmpl-1", 1, True),
         OpenAICompletionStream("m", "cmpl-1", 1, False),
-        AnthropicStream("m", "msg_1"),
     ],
 )
 def test_delta_templates_give_the_frames_built_from_dicts(stream: Any) -> None:

@@ -77,7 +77,7 @@ def traced_client(
         "api_key_env": "OPENAI_API_KEY",
         "base_url": fake.openai_base_url,
         "max_retries": 2,
-        "rpm": 1000,
+        "rpm": 600,  # below lease_min_free: every call asks the (fake) limiter
     }
     proxy = ProviderProxy("openai", provider_config, models, FakeHandle(acquire=allow))
     environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}
