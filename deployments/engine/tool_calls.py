@@ -46,9 +46,10 @@ def new_call_id() -> str:
 
 def tool_schema(tool: ToolSpec) -> dict[str, Any]:
     """OpenAI's function-tool shape (what HF chat templates take as `tools`)."""
-    function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
+    function: dict[str, Any] = {"name": tool.name}
     if tool.description:
         function["description"] = tool.description
+    function["parameters"] = tool.parameters
     return {"type": "function", "function": function}
 
 

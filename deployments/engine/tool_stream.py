@@ -103,7 +103,7 @@ class ToolStream:
         """Send the arguments' text decided so far (never more than the final text)."""
         call = self.call
         assert call is not None
-        args = raw[call.args_start :]
+        args = raw[call.args_start :].lstrip()
         if not closed:
             args = args[: len(args) - _held_prefix(args, CALL_CLOSE)]
         args = args.rstrip()

@@ -2,7 +2,6 @@
 
 import asyncio
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,21 +60,14 @@ def test_plain_rows_sample_together_and_others_alone() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(demo_model_dir: Path) -> Iterator[LocalModelServer]:
-    from ray.serve.batching import _BatchQueue
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            _BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda self: None
-        )
-        config = {"id": "demo", "path": str(demo_model_dir)}
-        yield LocalModelServer(config, loader=load_hf_model)
+def server(demo_model_dir: Path, engine_runner: asyncio.Runner) -> LocalModelServer:
+    config = {"id": "demo", "path": str(demo_model_dir)}
+    return LocalModelServer(config, loader=load_hf_model)
 
 
 @pytest.fixture(scope="module")
-def runner() -> Iterator[asyncio.Runner]:
-    with asyncio.Runner() as loop_runner:
-        yield loop_runner
+def runner(engine_runner: asyncio.Runner) -> asyncio.Runner:
+    return engine_runner
 
 
 def params(**overrides: Any) -> GenerationParams:
@@ -104,7 +96,7 @@ def test_token_table_has_true_bytes(demo_model_dir: Path) -> None:
 def test_seed_gives_the_same_text_each_time(
     server: LocalModelServer, runner: asyncio.Runner
 ) -> None:
-    hot = {"temperature": 2.0, "max_tokens": 24}
+    hot = {"temperature": 5.0, "max_tokens": 24}
     texts = [runner.run(server.generate(params(seed=7, **hot))).text for _ in range(2)]
     assert texts[0] == texts[1]
     others = {runner.run(server.generate(params(seed=s, **hot))).text for s in range(1, 6)}
@@ -113,12 +105,16 @@ def test_seed_gives_the_same_text_each_time(
 
 def test_n_choices_are_rows_of_one_batch(server: LocalModelServer, runner: asyncio.Runner) -> None:
     before = server.batches
-    output = runner.run(server.generate(params(n=3, temperature=2.0, seed=3, max_tokens=16)))
+    hot = params(n=4, temperature=5.0, seed=3, max_tokens=16, logprobs=True)
+    output = runner.run(server.generate(hot))
     assert server.batches == before + 1
-    assert [c.index for c in output.more_choices] == [1, 2]
+    assert [c.index for c in output.more_choices] == [1, 2, 3]
     texts = [output.text] + [c.text for c in output.more_choices]
     assert len(set(texts)) > 1  # each choice samples from its own stream
-    assert output.output_tokens > 16  # counts cover every choice
+    counts = [len(output.logprobs or ())] + [len(c.logprobs or ()) for c in output.more_choices]
+    assert output.output_tokens == sum(counts)  # counts cover every choice
+    again = runner.run(server.generate(hot))
+    assert [again.text] + [c.text for c in again.more_choices] == texts
     greedy = runner.run(server.generate(params(n=2)))
     assert greedy.text == greedy.more_choices[0].text == SAMPLE_ANSWER
 

@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,25 +100,18 @@ def params(prompt: str, output_format: OutputFormat | None, **extra: Any) -> Gen
 
 
 @pytest.fixture(scope="module")
-def server(demo_model_dir: Path) -> Iterator[LocalModelServer]:
-    from ray.serve.batching import _BatchQueue
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            _BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda self: None
-        )
-        config = {
-            "id": "demo",
-            "path": str(demo_model_dir),
-            "batching": {"max_batch_size": 8, "batch_wait_timeout_s": 0.05},
-        }
-        yield LocalModelServer(config, loader=load_hf_model)
+def server(demo_model_dir: Path, engine_runner: asyncio.Runner) -> LocalModelServer:
+    config = {
+        "id": "demo",
+        "path": str(demo_model_dir),
+        "batching": {"max_batch_size": 8, "batch_wait_timeout_s": 0.05},
+    }
+    return LocalModelServer(config, loader=load_hf_model)
 
 
 @pytest.fixture(scope="module")
-def runner() -> Any:
-    with asyncio.Runner() as loop_runner:
-        yield loop_runner
+def runner(engine_runner: asyncio.Runner) -> asyncio.Runner:
+    return engine_runner
 
 
 def test_fifty_prompts_over_six_schemas_all_validate(

@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -57,7 +56,7 @@ def params(**overrides: Any) -> GenerationParams:
         "model_id": "wide",
         "prompt": "",
         "messages": ASK,
-        "max_tokens": 80,
+        "max_tokens": 300,
         "temperature": 0.0,
         "tools": (WEATHER, CLOCK),
     }
@@ -157,21 +156,14 @@ def wide_model_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="module")
-def server(wide_model_dir: Path) -> Iterator[LocalModelServer]:
-    from ray.serve.batching import _BatchQueue
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            _BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda self: None
-        )
-        config = {"id": "wide", "path": str(wide_model_dir), "max_new_tokens": 512}
-        yield LocalModelServer(config, loader=load_hf_model)
+def server(wide_model_dir: Path, engine_runner: asyncio.Runner) -> LocalModelServer:
+    config = {"id": "wide", "path": str(wide_model_dir), "max_new_tokens": 512}
+    return LocalModelServer(config, loader=load_hf_model)
 
 
 @pytest.fixture(scope="module")
-def runner() -> Iterator[asyncio.Runner]:
-    with asyncio.Runner() as loop_runner:
-        yield loop_runner
+def runner(engine_runner: asyncio.Runner) -> asyncio.Runner:
+    return engine_runner
 
 
 def schema_of(name: str) -> dict[str, Any]:
@@ -205,9 +197,12 @@ def test_streamed_forced_call_equals_the_non_streamed_one(
     chunks = runner.run(collect())
     deltas = [d for c in chunks for d in c.tool_calls]
     assert deltas[0].id and deltas[0].id.startswith("call_") and deltas[0].name == "get_weather"
-    arguments = "".join(d.arguments for d in deltas if d.index == 0)
-    (expected,) = runner.run(server.generate(p)).tool_calls
-    assert arguments == expected.arguments
+    expected = runner.run(server.generate(p)).tool_calls
+    assert {d.index for d in deltas} == set(range(len(expected)))
+    for index, call in enumerate(expected):
+        named = [d.name for d in deltas if d.index == index and d.name]
+        assert named == [call.name]
+        assert "".join(d.arguments for d in deltas if d.index == index) == call.arguments
     assert chunks[-1].finish_reason == "tool_calls"
     assert "".join(c.text for c in chunks) == ""
 
