@@ -9,13 +9,12 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from ray import serve
 
-from deployments.engine.chat_template import render_chat_prompt
 from deployments.engine.decoding import BatchGenerator, RowState, SamplingParams
 from deployments.engine.lora import (
     AdapterGetter,
@@ -26,6 +25,8 @@ from deployments.engine.lora import (
     serve_multiplexed,
 )
 from deployments.engine.metrics import EngineMetrics
+from deployments.engine.requests import ChoiceStreams, RequestPlanner, to_output
+from deployments.engine.sampling import RowSampler
 from serve_app.contracts.config import BatchingConfig, LocalModelConfig
 from serve_app.contracts.errors import (
     GatewayError,
@@ -106,6 +107,28 @@ class _BatchItem:
     params: GenerationParams
     sampling: SamplingParams
     cancelled: bool = False
+    samplers: list[RowSampler] = field(default_factory=list)  # one per choice (`n`)
+    streams: ChoiceStreams | None = None
+
+
+@dataclass(slots=True)
+class _Rows:
+    """The rows of a batch's runnable items, `n` per item, in item order."""
+
+    prompt_ids: list[list[int]] = field(default_factory=list)
+    sampling: list[SamplingParams] = field(default_factory=list)
+    samplers: list[RowSampler] = field(default_factory=list)
+    item_of_row: list[int] = field(default_factory=list)
+
+    def add(self, index: int, item: _BatchItem, prompt_ids: list[int]) -> None:
+        for sampler in item.samplers:
+            self.prompt_ids.append(prompt_ids)
+            self.sampling.append(item.sampling)
+            self.samplers.append(sampler)
+            self.item_of_row.append(index)
+
+    def of_item(self, rows: list[RowState], index: int) -> list[RowState]:
+        return [row for row, owner in zip(rows, self.item_of_row) if owner == index]
 
 
 class LocalModelServer:
@@ -130,7 +153,8 @@ class LocalModelServer:
         )
         self.adapters = AdapterHost(self.engine, adapter_paths or {}, loaded.device)
         self._get_adapter = multiplex(self._load_adapter, self.config.model_cache_size)
-        self.has_chat_template = bool(getattr(loaded.tokenizer, "chat_template", None))
+        self.planner = RequestPlanner(self.engine, self.config.id, self.config.grammar_cache_size)
+        self.has_chat_template = self.planner.has_chat_template
         self.metadata = {**loaded.metadata, "chat_template": self.has_chat_template}
         self.batches = 0
         self.batched_requests = 0
@@ -174,10 +198,11 @@ class LocalModelServer:
         self.ongoing += 1
         try:
             async with self._adapter_pinned(params.adapter):
-                async for chunk in self._stream_batch(item):
-                    if isinstance(chunk, GatewayError):
-                        raise chunk
-                    yield chunk
+                async for chunks in self._stream_batch(item):
+                    if isinstance(chunks, GatewayError):
+                        raise chunks
+                    for chunk in chunks:
+                        yield chunk
         finally:
             item.cancelled = True
             self.ongoing -= 1
@@ -236,14 +261,17 @@ class LocalModelServer:
         prepared = await asyncio.to_thread(self._prepare, items)
         # Rows that failed validation get their error once, then end; the rest decode.
         pending: list[Any] = [p if isinstance(p, GatewayError) else None for p in prepared]
-        runnable = [i for i, p in enumerate(prepared) if not isinstance(p, GatewayError)]
+        rows_of = self._rows(items, prepared)
+        for item in items:
+            item.streams = ChoiceStreams(item.params, self._served_name(item), self._tools(item))
         steps = (
             self.engine.stream(
-                [prepared[i] for i in runnable],
-                [items[i].sampling for i in runnable],
-                self._adapter_names(items, runnable),
+                rows_of.prompt_ids,
+                rows_of.sampling,
+                self._adapter_names(items, rows_of.item_of_row),
+                rows_of.samplers,
             )
-            if runnable
+            if rows_of.prompt_ids
             else iter(())
         )
         done = [False] * len(items)
@@ -253,27 +281,23 @@ class LocalModelServer:
             for i, error in enumerate(pending):
                 if error is not None and not done[i]:
                     out[i], done[i] = error, True
-            for i, row in zip(runnable, rows or ()):
-                out[i] = self._stream_step(items[i], row, done, i)
+            if rows is not None:
+                for i in sorted(set(rows_of.item_of_row)):
+                    out[i] = self._stream_step(items[i], rows_of.of_item(rows, i), done, i)
             yield out
             if rows is None:
                 return
 
-    def _stream_step(self, item: _BatchItem, row: RowState, done: list[bool], index: int) -> Any:
+    def _stream_step(
+        self, item: _BatchItem, rows: list[RowState], done: list[bool], index: int
+    ) -> Any:
         if done[index]:
             return StopIteration
-        if item.cancelled and not row.finished:
-            row.finish_reason = "cancelled"
-        delta = row.take_delta()
-        if row.finished:
+        assert item.streams is not None
+        chunks = item.streams.step(rows, item.cancelled)
+        if all(row.finished for row in rows):
             done[index] = True
-        return StreamChunk(
-            text=delta,
-            finish_reason=row.finish_reason,
-            input_tokens=row.input_tokens,
-            output_tokens=len(row.token_ids),
-            served_model=self._served_name(item),
-        )
+        return chunks
 
     def _count_batch(self, size: int) -> None:
         self.batches += 1
@@ -281,16 +305,7 @@ class LocalModelServer:
         self.metrics.record_batch(self.config.id, size)
 
     def _prompt_text(self, params: GenerationParams) -> str:
-        if not params.messages:
-            return params.prompt
-        messages = [{"role": m.role, "content": m.content} for m in params.messages]
-        if self.has_chat_template:
-            return str(
-                self.engine.tokenizer.apply_chat_template(
-                    messages, add_generation_prompt=True, tokenize=False
-                )
-            )
-        return render_chat_prompt(messages)
+        return self.planner.prompt_text(params)
 
     def _prepare(self, items: list[_BatchItem]) -> list[list[int] | GatewayError]:
         """Encode each prompt (in the worker thread) and check it fits the context."""
@@ -305,6 +320,12 @@ class LocalModelServer:
                         code="deadline_exceeded",
                     )
                 )
+                continue
+            try:
+                self.planner.check(item.params)
+                item.samplers = self.planner.samplers(item.params)
+            except InvalidRequestError as exc:
+                prepared.append(exc)
                 continue
             try:
                 prompt_ids = self.engine.encode(self._prompt_text(item.params))
@@ -325,20 +346,37 @@ class LocalModelServer:
 
     def _decode_batch(self, items: list[_BatchItem]) -> list[GenerationOutput | GatewayError]:
         prepared = self._prepare(items)
-        runnable = [(i, p) for i, p in enumerate(prepared) if not isinstance(p, GatewayError)]
         results: list[GenerationOutput | GatewayError] = [
             p if isinstance(p, GatewayError) else _UNDECODED for p in prepared
         ]
-        if runnable:
-            indexes = [i for i, _ in runnable]
+        rows_of = self._rows(items, prepared)
+        if rows_of.prompt_ids:
             rows = self.engine.generate(
-                [ids for _, ids in runnable],
-                [items[i].sampling for i in indexes],
-                self._adapter_names(items, indexes),
+                rows_of.prompt_ids,
+                rows_of.sampling,
+                self._adapter_names(items, rows_of.item_of_row),
+                rows_of.samplers,
             )
-            for (index, _), row in zip(runnable, rows):
-                results[index] = self._to_output(items[index], row)
+            for index in sorted(set(rows_of.item_of_row)):
+                item = items[index]
+                results[index] = to_output(
+                    item.params,
+                    rows_of.of_item(rows, index),
+                    self._served_name(item),
+                    self._tools(item),
+                )
         return results
+
+    @staticmethod
+    def _rows(items: list[_BatchItem], prepared: list[list[int] | GatewayError]) -> _Rows:
+        rows = _Rows()
+        for index, (item, ids) in enumerate(zip(items, prepared)):
+            if not isinstance(ids, GatewayError):
+                rows.add(index, item, ids)
+        return rows
+
+    def _tools(self, item: _BatchItem) -> bool:
+        return self.planner.parses_tools(item.params)
 
     def _adapter_names(self, items: list[_BatchItem], indexes: list[int]) -> list[str] | None:
         return self.adapters.adapter_names([items[i].params.adapter for i in indexes])
@@ -355,15 +393,6 @@ class LocalModelServer:
                 code="context_length_exceeded",
             )
         return None
-
-    def _to_output(self, item: _BatchItem, row: RowState) -> GenerationOutput:
-        return GenerationOutput(
-            text=row.text,
-            input_tokens=row.input_tokens,
-            output_tokens=len(row.token_ids),
-            finish_reason=row.finish_reason or "length",
-            served_model=self._served_name(item),
-        )
 
     def _served_name(self, item: _BatchItem) -> str:
         return item.params.adapter or self.config.id

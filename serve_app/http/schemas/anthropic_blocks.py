@@ -198,6 +198,7 @@ class AnthropicToolIn(AnthropicWireModel):
     description: str | None = None
     input_schema: dict[str, Any] = Field(description="A JSON Schema of type object.")
     type: Literal["custom"] | None = Field(None, description="Server tools are refused.")
+    strict: bool | None = Field(None, description="The input must follow the schema exactly.")
     cache_control: CacheControl = Field(None, description=CACHE_DOC)
 
     @field_validator("input_schema")
@@ -208,7 +209,7 @@ class AnthropicToolIn(AnthropicWireModel):
         return value
 
     def wire(self) -> ToolSpec:
-        return ToolSpec(self.name, self.input_schema, self.description)
+        return ToolSpec(self.name, self.input_schema, self.description, bool(self.strict))
 
 
 class AnthropicToolChoice(AnthropicWireModel):

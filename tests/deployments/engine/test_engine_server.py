@@ -26,23 +26,14 @@ def params(**overrides: Any) -> GenerationParams:
     return GenerationParams(**{**base, **overrides})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def outside_serve() -> Any:
-    """`@serve.batch` only reads the replica context for a warning; skip it outside Serve."""
-    from ray.serve.batching import _BatchQueue
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            _BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda self: None
-        )
-        yield
+@pytest.fixture(scope="module")
+def outside_serve(engine_runner: asyncio.Runner) -> None:
+    """The session's shared loop (see conftest) patches what Serve needs outside a replica."""
 
 
 @pytest.fixture(scope="module")
-def runner() -> Any:
-    """One event loop for the module: `@serve.batch` queues are bound to the first loop."""
-    with asyncio.Runner() as loop_runner:
-        yield loop_runner
+def runner(engine_runner: asyncio.Runner) -> asyncio.Runner:
+    return engine_runner
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import httpx2
 import pytest
 from pydantic import ValidationError
 
-from serve_app.contracts.wire import ChatMessage
+from serve_app.contracts.wire import ChatMessage, ToolCall, ToolChoice
 from serve_app.http.schemas.anthropic import (
     AnthropicErrorResponse,
     AnthropicMessage,
@@ -169,3 +169,46 @@ def test_response_models_have_openapi_schemas() -> None:
     for model in (AnthropicMessage, AnthropicErrorResponse):
         assert model.model_json_schema()["type"] == "object"
     assert MessagesRequest.model_json_schema()["additionalProperties"] is False
+
+
+def test_tool_turns_and_images_become_wire_messages() -> None:
+    image = {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+    parsed = request(
+        system=[{"type": "text", "text": "Be brief."}],
+        messages=[
+            {"role": "user", "content": [{"type": "text", "text": "look"}, image]},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": "Calling."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": 1}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_1",
+                        "content": "ok",
+                        "is_error": True,
+                    },
+                    {"type": "text", "text": "and?"},
+                ],
+            },
+        ],
+        tools=[{"name": "f", "input_schema": {"type": "object"}, "strict": True}],
+        tool_choice={"type": "any", "disable_parallel_tool_use": True},
+        output_config={"format": {"type": "json_schema", "schema": {"type": "object"}}},
+    )
+    system, user, assistant, result, follow = parsed.chat_messages()
+    assert (system.role, system.content) == ("system", "Be brief.")
+    assert [p.type for p in user.parts] == ["text", "image"]
+    assert user.parts[1].image.url == "https://example.com/a.png"  # type: ignore[union-attr]
+    assert assistant.tool_calls == (ToolCall("toolu_1", "f", '{"a": 1}'),)
+    assert (result.role, result.tool_call_id, result.is_error) == ("tool", "toolu_1", True)
+    assert (follow.role, follow.content) == ("user", "and?")
+    assert parsed.image_locations() == ("messages[0].content[1]",)
+    options = parsed.options()
+    assert options["tool_choice"] == ToolChoice("required", None, False)
+    assert options["tools"][0].strict and options["output_format"].schema == {"type": "object"}

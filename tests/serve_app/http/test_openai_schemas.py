@@ -8,7 +8,7 @@ import openai
 import pytest
 from pydantic import ValidationError
 
-from serve_app.contracts.wire import ChatMessage
+from serve_app.contracts.wire import ChatMessage, ImagePart, OutputFormat, ToolCall, ToolChoice
 from serve_app.http.schemas.openai import ChatCompletionRequest, CompletionRequest
 from serve_app.http.schemas.openai_responses import (
     ChatCompletion,
@@ -269,3 +269,41 @@ def test_response_models_have_openapi_schemas() -> None:
         assert model.model_json_schema()["type"] == "object"
     for request_model in (ChatCompletionRequest, CompletionRequest):
         assert request_model.model_json_schema()["additionalProperties"] is False
+
+
+def test_tool_turns_images_and_formats_become_wire_params() -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+    image = {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"},
+    }
+    request = chat(
+        messages=[
+            {"role": "user", "content": [{"type": "text", "text": "look"}, image]},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
+        ],
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        tool_choice={"type": "function", "function": {"name": "f"}},
+        parallel_tool_calls=False,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "r", "schema": {"type": "object"}},
+        },
+        seed=3,
+        logit_bias={"7": -5},
+        metadata={"k": "v"},
+    )
+    user, assistant, tool = request.chat_messages()
+    assert user.parts[1].image == ImagePart(media_type="image/png", data="AAAA", detail="low")
+    assert assistant.tool_calls == (ToolCall("call_1", "f", '{"a": 1}'),)
+    assert (tool.role, tool.tool_call_id, tool.content) == ("tool", "call_1", "ok")
+    assert request.image_locations() == ("messages[0].content[1]",)
+    options = request.options()
+    assert options["tool_choice"] == ToolChoice("tool", "f", False)
+    assert options["output_format"] == OutputFormat("json_schema", {"type": "object"}, "r")
+    assert (options["seed"], options["logit_bias"], options["metadata"]) == (
+        3,
+        ((7, -5.0),),
+        (("k", "v"),),
+    )
