@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-REPLACEMENT_CHAR = "\ufffd"
+from deployments.engine.detokenize import REPLACEMENT_CHAR, IncrementalDetokenizer
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,7 @@ class RowState:
     text: str = ""
     emitted: int = 0
     finish_reason: str | None = None
+    detokenizer: IncrementalDetokenizer | None = None
 
     @property
     def finished(self) -> bool:
@@ -140,7 +141,10 @@ class BatchGenerator:
         Whether the model carries adapters is looked at on every step: another request may
         load the first one (or remove the last) while this batch decodes."""
         names = list(adapter_names) if adapter_names else None
-        rows = [RowState(params=p, input_tokens=len(ids)) for ids, p in zip(prompt_ids, params)]
+        rows = [
+            RowState(p, len(ids), detokenizer=IncrementalDetokenizer(self.tokenizer, ids))
+            for ids, p in zip(prompt_ids, params)
+        ]
         input_ids, attention = self._left_pad(prompt_ids)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         temperatures = torch.tensor([p.temperature for p in params], device=self.device)
@@ -179,25 +183,34 @@ class BatchGenerator:
 
     def _advance_rows(self, rows: list[RowState], next_ids: list[int]) -> None:
         for row, token in zip(rows, next_ids):
-            if row.finished:
-                continue
-            if token == self.eos_token_id:
-                row.finish_reason = "stop"
-                continue
-            row.token_ids.append(token)
-            previous_length = len(row.text)
-            row.text = self.tokenizer.decode(row.token_ids, skip_special_tokens=True)
-            self._apply_stop(row, previous_length)
-            if not row.finished and len(row.token_ids) >= row.params.max_tokens:
-                row.finish_reason = "length"
+            if not row.finished:
+                advance_row(row, token, self.eos_token_id)
 
-    @staticmethod
-    def _apply_stop(row: RowState, previous_length: int) -> None:
-        stops = row.params.stop
-        if not stops:
-            return
-        longest = max(len(s) for s in stops)
-        index = find_stop(row.text, stops, max(0, previous_length - longest + 1))
-        if index != -1:
-            row.text = row.text[:index]
-            row.finish_reason = "stop"
+
+def advance_row(row: RowState, token: int, eos_token_id: int | None) -> None:
+    """Append one sampled token to a running row: EOS, stop strings and max_tokens end it.
+    Text grows incrementally (see `detokenize`); held-back partial text is flushed at the end."""
+    assert row.detokenizer is not None
+    if token == eos_token_id:
+        row.finish_reason = "stop"
+        row.text += row.detokenizer.flush()
+        return
+    row.token_ids.append(token)
+    previous_length = len(row.text)
+    row.text += row.detokenizer.add(token)
+    at_limit = len(row.token_ids) >= row.params.max_tokens
+    if at_limit:
+        row.text += row.detokenizer.flush()
+    _apply_stop(row, previous_length)
+    if not row.finished and at_limit:
+        row.finish_reason = "length"
+
+def _apply_stop(row: RowState, previous_length: int) -> None:
+    stops = row.params.stop
+    if not stops:
+        return
+    longest = max(len(s) for s in stops)
+    index = find_stop(row.text, stops, max(0, previous_length - longest + 1))
+    if index != -1:
+        row.text = row.text[:index]
+        row.finish_reason = "stop"

@@ -16,6 +16,8 @@ import torch
 from ray import serve
 
 from deployments.engine.chat_template import render_chat_prompt
+from deployments.engine.continuous import BASE, ContinuousEngine, Delivery, Sequence
+from deployments.engine.continuous_serving import run_to_end, stream_chunks
 from deployments.engine.decoding import BatchGenerator, RowState, SamplingParams
 from deployments.engine.lora import (
     AdapterGetter,
@@ -128,7 +130,13 @@ class LocalModelServer:
         self.engine = BatchGenerator(
             loaded.model, loaded.tokenizer, loaded.device, loaded.max_context
         )
-        self.adapters = AdapterHost(self.engine, adapter_paths or {}, loaded.device)
+        self.continuous = ContinuousEngine(self.engine, self.config.batching)
+        self.adapters = AdapterHost(
+            self.engine,
+            adapter_paths or {},
+            loaded.device,
+            on_unload=self.continuous.prefix.drop_adapter,
+        )
         self._get_adapter = multiplex(self._load_adapter, self.config.model_cache_size)
         self.has_chat_template = bool(getattr(loaded.tokenizer, "chat_template", None))
         self.metadata = {**loaded.metadata, "chat_template": self.has_chat_template}
@@ -142,6 +150,7 @@ class LocalModelServer:
         """Serve calls this with the deployment's `user_config` (batching settings)."""
         batching = BatchingConfig.model_validate(user_config)
         self.batching = batching
+        self.continuous.reconfigure(batching)
         for batched in (self._generate_batch, self._stream_batch):
             batched.set_max_batch_size(batching.max_batch_size)
             batched.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
@@ -156,7 +165,27 @@ class LocalModelServer:
         )
         return _BatchItem(params, sampling)
 
+    def _sequence(
+        self, params: GenerationParams, deliver: Callable[[Delivery], None], stream: bool
+    ) -> Sequence:
+        sampling = self._item(params).sampling
+        return Sequence(
+            prepare=lambda: self._prepare_one(params, sampling.max_tokens),
+            sampling=sampling,
+            deliver=deliver,
+            adapter=params.adapter or BASE,
+            deadline=params.deadline,
+            stream=stream,
+        )
+
     async def generate(self, params: GenerationParams) -> GenerationOutput:
+        if self.batching.mode == "continuous":
+            async with self._adapter_pinned(params.adapter):
+                return await run_to_end(
+                    self.continuous,
+                    lambda deliver, stream: self._sequence(params, deliver, stream),
+                    params.adapter or self.config.id,
+                )
         async with self._adapter_pinned(params.adapter):
             result = await self._generate_batch(self._item(params))
         if isinstance(result, GatewayError):
@@ -168,6 +197,14 @@ class LocalModelServer:
         item = self._item(params)
         try:
             async with self._adapter_pinned(params.adapter):
+                if self.batching.mode == "continuous":
+                    async for chunk in stream_chunks(
+                        self.continuous,
+                        lambda deliver, stream: self._sequence(params, deliver, stream),
+                        params.adapter or self.config.id,
+                    ):
+                        yield chunk
+                    return
                 async for chunk in self._stream_batch(item):
                     if isinstance(chunk, GatewayError):
                         raise chunk
@@ -299,18 +336,18 @@ class LocalModelServer:
                     )
                 )
                 continue
-            try:
-                prompt_ids = self.engine.encode(self._prompt_text(item.params))
-            except Exception as exc:  # e.g. a chat template rejecting the message order
-                prepared.append(
-                    InvalidRequestError(
-                        f"The messages cannot be rendered for this model: {exc}", param="messages"
-                    )
-                )
-                continue
-            error = self._context_error(len(prompt_ids), item.sampling.max_tokens)
-            prepared.append(error or prompt_ids)
+            prepared.append(self._prepare_one(item.params, item.sampling.max_tokens))
         return prepared
+
+    def _prepare_one(self, params: GenerationParams, max_tokens: int) -> list[int] | GatewayError:
+        """Encode one prompt (off the event loop) and check that it fits the context."""
+        try:
+            prompt_ids = self.engine.encode(self._prompt_text(params))
+        except Exception as exc:  # e.g. a chat template rejecting the message order
+            return InvalidRequestError(
+                f"The messages cannot be rendered for this model: {exc}", param="messages"
+            )
+        return self._context_error(len(prompt_ids), max_tokens) or prompt_ids
 
     def _run_batch(self, items: list[_BatchItem]) -> list[GenerationOutput | GatewayError]:
         with self.adapters.pinned([item.params.adapter for item in items]):
@@ -340,10 +377,18 @@ class LocalModelServer:
         limit = self.engine.max_context
         if prompt_tokens == 0:
             return InvalidRequestError("The prompt encodes to no tokens.", param="prompt")
+        if prompt_tokens >= limit:
+            return InvalidRequestError(
+                f"The prompt has {prompt_tokens} tokens; this model's context is {limit} "
+                "tokens. Shorten the prompt.",
+                param="prompt",
+                code="context_length_exceeded",
+            )
         if prompt_tokens + max_tokens > limit:
             return InvalidRequestError(
-                f"This model's context is {limit} tokens; the prompt has {prompt_tokens} and "
-                f"max_tokens asks for {max_tokens}. Shorten the prompt or lower max_tokens.",
+                f"max_tokens is {max_tokens}, but this model's context of {limit} tokens leaves "
+                f"{limit - prompt_tokens} after the {prompt_tokens}-token prompt. Lower "
+                "max_tokens or shorten the prompt.",
                 param="max_tokens",
                 code="context_length_exceeded",
             )

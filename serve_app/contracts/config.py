@@ -27,11 +27,41 @@ class StrictModel(BaseModel):
 
 
 class BatchingConfig(StrictModel):
+    mode: Literal["continuous", "static"] = Field(
+        "continuous",
+        description="`continuous`: rows join the running batch at the next decode step and "
+        "leave as soon as they end; `static`: `@serve.batch` batches decoded to their end.",
+    )
     max_batch_size: int = Field(
-        8, ge=1, le=256, description="Most requests one forward pass serves (`@serve.batch`)."
+        8,
+        ge=1,
+        le=256,
+        description="Most rows one decode step serves (continuous: the running batch; "
+        "static: one `@serve.batch` batch).",
     )
     batch_wait_timeout_s: float = Field(
-        0.01, ge=0, le=5, description="How long a partial batch waits for more requests."
+        0.01, ge=0, le=5, description="Static mode: how long a partial batch waits for more."
+    )
+    max_waiting: int = Field(
+        256,
+        ge=1,
+        description="Continuous mode: requests waiting for a slot; past it a request gets 503 "
+        "`backpressure` at once.",
+    )
+    max_prefill_tokens: int = Field(
+        512,
+        ge=1,
+        description="Continuous mode: prompt tokens prefilled between two decode steps (at "
+        "least one request each step), so newcomers never stall the running rows for long.",
+    )
+    prefix_cache_tokens: int = Field(
+        8192,
+        ge=0,
+        description="Continuous mode: KV of prompt prefixes kept for reuse, in tokens "
+        "(least recently used dropped); 0 turns prefix reuse off.",
+    )
+    prefix_block_tokens: int = Field(
+        16, ge=1, le=1024, description="Prefixes are reused in whole blocks of this many tokens."
     )
 
 
