@@ -408,13 +408,28 @@ class LocalModelServer:
 
     def describe(self) -> dict[str, Any]:
         """Model metadata and batching figures for /api/v1/models and /api/v1/status."""
-        average = self.batched_requests / self.batches if self.batches else 0.0
+        engine = self.continuous
+        if self.batching.mode == "continuous":  # decode steps and the rows each one served
+            batches, rows = engine.steps, engine.stepped_rows
+        else:
+            batches, rows = self.batches, self.batched_requests
         return {
             "metadata": self.metadata,
-            "batches": self.batches,
-            "batched_requests": self.batched_requests,
-            "average_batch_size": round(average, 3),
+            "batching_mode": self.batching.mode,
+            "batches": batches,
+            "batched_requests": rows,
+            "average_batch_size": round(rows / batches, 3) if batches else 0.0,
             "max_batch_size": self.batching.max_batch_size,
+            "continuous": {
+                "running": len(engine.running),
+                "waiting": engine.waiting,
+                "admitted": engine.admitted,
+                "prefix_cache": {
+                    "tokens": engine.prefix.tokens,
+                    "hits": engine.prefix.hits,
+                    "reused_tokens": engine.prefix.reused_tokens,
+                },
+            },
             "adapters": {
                 "configured": sorted(self.adapters.paths),
                 "loaded": self.adapters.loaded,
