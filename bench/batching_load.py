@@ -111,8 +111,11 @@ async def closed_loop(
     async def worker(client: httpx.AsyncClient) -> None:
         nonlocal produced
         for index in queue:
-            body = {"prompt": prompts[index % len(prompts)], "model_id": model_id,
-                    "max_tokens": tokens}
+            body = {
+                "prompt": prompts[index % len(prompts)],
+                "model_id": model_id,
+                "max_tokens": tokens,
+            }
             started = time.perf_counter()
             response = await client.post("/api/v1/generate", json=body)
             latencies.append((time.perf_counter() - started) * 1000)

@@ -205,6 +205,7 @@ def advance_row(row: RowState, token: int, eos_token_id: int | None) -> None:
     if not row.finished and at_limit:
         row.finish_reason = "length"
 
+
 def _apply_stop(row: RowState, previous_length: int) -> None:
     stops = row.params.stop
     if not stops:

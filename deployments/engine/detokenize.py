@@ -15,7 +15,7 @@ _PROMPT_CONTEXT_TOKENS = 5
 
 
 class IncrementalDetokenizer:
-    __slots__ = ("_tokenizer", "_ids", "_prefix_offset", "_read_offset")
+    __slots__ = ("_ids", "_prefix_offset", "_read_offset", "_tokenizer")
 
     def __init__(self, tokenizer: Any, prompt_ids: Sequence[int] = ()) -> None:
         self._tokenizer = tokenizer

@@ -5,16 +5,16 @@ at build time. The loader is injected so tests can hand in a tiny model.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from ray import serve
 
+from deployments.engine.adapter_gate import AdapterGate, AdapterSource
 from deployments.engine.chat_template import render_chat_prompt
 from deployments.engine.continuous import BASE, ContinuousEngine, Delivery, Sequence
 from deployments.engine.continuous_serving import run_to_end, stream_chunks
@@ -23,7 +23,6 @@ from deployments.engine.lora import (
     AdapterGetter,
     AdapterHost,
     AdapterSlot,
-    batching_across_adapters,
     replica_placement,
     serve_multiplexed,
 )
@@ -33,7 +32,6 @@ from serve_app.contracts.errors import (
     GatewayError,
     InternalError,
     InvalidRequestError,
-    ServiceUnavailableError,
     UpstreamTimeoutError,
 )
 from serve_app.contracts.wire import GenerationOutput, GenerationParams, StreamChunk
@@ -92,17 +90,6 @@ def load_hf_model(config: LocalModelConfig) -> LoadedModel:
     return LoadedModel(model, tokenizer, device, max_context, metadata)
 
 
-async def _finish_even_if_cancelled(work: Awaitable[None], undo: Callable[[], None]) -> None:
-    """Await `work`; if the caller is cancelled meanwhile, let it finish, `undo` it, re-raise."""
-    task = asyncio.ensure_future(work)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        undo()
-        raise
-
-
 @dataclass(slots=True)
 class _BatchItem:
     params: GenerationParams
@@ -123,6 +110,8 @@ class LocalModelServer:
         adapter_paths: Mapping[str, str] | None = None,
         loader: Callable[[LocalModelConfig], LoadedModel] = load_hf_model,
         multiplex: Callable[[Any, int], AdapterGetter] = serve_multiplexed,
+        adapter_source: AdapterSource | None = None,
+        adapter_sync_s: float = 5.0,
     ) -> None:
         self.config = LocalModelConfig.model_validate(config)
         torch.set_num_threads(self.config.torch_threads)
@@ -137,7 +126,13 @@ class LocalModelServer:
             loaded.device,
             on_unload=self.continuous.prefix.drop_adapter,
         )
-        self._get_adapter = multiplex(self._load_adapter, self.config.model_cache_size)
+        self.gate = AdapterGate(
+            self.config.id,
+            self.adapters,
+            multiplex(self._load_adapter, self.config.model_cache_size),
+            adapter_source,
+            adapter_sync_s,
+        )
         self.has_chat_template = bool(getattr(loaded.tokenizer, "chat_template", None))
         self.metadata = {**loaded.metadata, "chat_template": self.has_chat_template}
         self.batches = 0
@@ -180,13 +175,13 @@ class LocalModelServer:
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
         if self.batching.mode == "continuous":
-            async with self._adapter_pinned(params.adapter):
+            async with self._adapter_pinned(params):
                 return await run_to_end(
                     self.continuous,
                     lambda deliver, stream: self._sequence(params, deliver, stream),
                     params.adapter or self.config.id,
                 )
-        async with self._adapter_pinned(params.adapter):
+        async with self._adapter_pinned(params):
             result = await self._generate_batch(self._item(params))
         if isinstance(result, GatewayError):
             raise result
@@ -196,7 +191,7 @@ class LocalModelServer:
         """Token-by-token chunks; closing this stream (client gone) stops the row's decode."""
         item = self._item(params)
         try:
-            async with self._adapter_pinned(params.adapter):
+            async with self._adapter_pinned(params):
                 if self.batching.mode == "continuous":
                     async for chunk in stream_chunks(
                         self.continuous,
@@ -213,36 +208,12 @@ class LocalModelServer:
             item.cancelled = True
 
     async def _load_adapter(self, adapter_id: str) -> AdapterSlot:
+        if adapter_id not in self.adapters.paths:  # deleted meanwhile (run-time adapters)
+            raise KeyError(adapter_id)
         return await asyncio.to_thread(self.adapters.load, adapter_id)
 
-    @contextlib.asynccontextmanager
-    async def _adapter_pinned(self, adapter_id: str | None) -> AsyncIterator[None]:
-        """Load the adapter through the LRU and keep it loaded while the request runs; the
-        request then batches with every other request of this base model."""
-        if adapter_id is None:
-            yield
-            return
-        if adapter_id not in self.adapters.paths:
-            raise InvalidRequestError(
-                f"Model {self.config.id!r} has no adapter {adapter_id!r}.", param="model"
-            )
-        try:
-            await self._get_adapter(adapter_id)
-        except Exception as exc:
-            logger.warning("adapter %s failed to load: %r", adapter_id, exc)
-            raise ServiceUnavailableError(
-                f"The fine-tune {adapter_id!r} could not be loaded.", code="adapter_unavailable"
-            ) from None
-        if not self.adapters.try_pin(adapter_id):  # evicted meanwhile by another request
-            await _finish_even_if_cancelled(
-                asyncio.to_thread(self.adapters.load_and_pin, adapter_id),
-                undo=lambda: self.adapters.unpin(adapter_id),
-            )
-        try:
-            with batching_across_adapters():
-                yield
-        finally:
-            self.adapters.unpin(adapter_id)
+    def _adapter_pinned(self, params: GenerationParams) -> Any:
+        return self.gate.pinned(params.adapter, params.adapter_path)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _generate_batch(

@@ -174,6 +174,34 @@ class AdapterConfig(StrictModel):
     )
 
 
+class AdaptersConfig(StrictModel):
+    """LoRA fine-tunes: declared here, or registered at run time (`/api/v1/admin/adapters`).
+
+    A plain list under `adapters:` is read as `declared` (the older form)."""
+
+    declared: list[AdapterConfig] = Field(
+        default_factory=list, description="LoRA fine-tunes, each over one of `models`."
+    )
+    allowed_roots: list[str] = Field(
+        default_factory=list,
+        description="Directories under which an adapter registered at run time must lie "
+        "(resolved, symlinks followed); empty: run-time registration is refused.",
+    )
+    store_url: str | None = Field(
+        None,
+        description="Database of run-time adapters; default `auth.key_store_url`, else the "
+        "ledger's.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list_is_declared(cls, value: Any) -> Any:
+        return {"declared": value} if isinstance(value, list) else value
+
+    def __len__(self) -> int:
+        return len(self.declared)
+
+
 class CircuitBreakerConfig(StrictModel):
     """One breaker per provider and per local deployment, in each ingress replica."""
 
@@ -372,8 +400,9 @@ class GatewayConfig(StrictModel):
 
     ingress: IngressConfig = Field(default_factory=IngressConfig)
     models: list[LocalModelConfig] = Field(default_factory=list, description="Local models.")
-    adapters: list[AdapterConfig] = Field(
-        default_factory=list, description="LoRA fine-tunes, each over one of `models`."
+    adapters: AdaptersConfig = Field(
+        default_factory=AdaptersConfig,
+        description="LoRA fine-tunes (a list: the declared ones) and run-time registration.",
     )
     circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
     commercial: CommercialConfig | None = Field(
@@ -390,7 +419,7 @@ class GatewayConfig(StrictModel):
             if model.id in RESERVED_DEPLOYMENT_NAMES:
                 raise ValueError(f"model id {model.id!r} is reserved for a gateway deployment")
             seen.add(model.id)
-        for adapter in self.adapters:
+        for adapter in self.adapters.declared:
             if adapter.id in seen or adapter.id in RESERVED_DEPLOYMENT_NAMES:
                 raise ValueError(f"adapter id {adapter.id!r} is already a model id")
             if adapter.base not in {model.id for model in self.models}:
@@ -405,5 +434,9 @@ class GatewayConfig(StrictModel):
 
     def local_ids(self) -> set[str]:
         """Ids of local models and adapters (adapters also answer as `<base>:<id>`)."""
-        ids = {model.id for model in self.models} | {a.id for a in self.adapters}
-        return ids | {f"{a.base}:{a.id}" for a in self.adapters}
+        declared = self.adapters.declared
+        ids = {model.id for model in self.models} | {a.id for a in declared}
+        return ids | {f"{a.base}:{a.id}" for a in declared}
+
+    def adapter_store_url(self) -> str:
+        return self.adapters.store_url or self.auth.key_store_url or self.ledger.url

@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import math
 import time
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,11 +28,13 @@ from serve_app.contracts.wire import (
     GenerationParams,
     StreamChunk,
 )
+from serve_app.core.adapter_admin import AdapterAdmin
 from serve_app.core.breakers import CircuitBreakers
 from serve_app.core.catalog import ModelCatalog, ModelRoute
 from serve_app.core.fallbacks import complete_with_fallbacks, stream_with_fallbacks
 from serve_app.core.handle_calls import call_with_deadline
 from serve_app.core.probes import DeploymentProbe
+from serve_app.core.runtime_adapters import RuntimeAdapters
 from serve_app.core.stats import ModelCounters
 from serve_app.core.streaming import ChunkStream, open_stream
 
@@ -44,10 +47,12 @@ class Gateway:
         ledger: Ledger | None = None,
         admission: Admission | None = None,
         metrics: Any = None,
+        runtime_adapters: RuntimeAdapters | None = None,
     ) -> None:
         self.config = config
         self.catalog = ModelCatalog.from_config(config, handles)
-        self.counters = {route.model_id: ModelCounters() for route in self.catalog}
+        self.counters: dict[str, ModelCounters] = defaultdict(ModelCounters)
+        self.adapters = AdapterAdmin(config, self.catalog, runtime_adapters)
         self.ledger = ledger or Ledger(config.ledger)
         self.admission = admission or Admission(config, None, None)
         self.metrics = metrics
@@ -91,6 +96,7 @@ class Gateway:
             stop=self.check_stop(stop or []),
             messages=messages,
             adapter=route.adapter,
+            adapter_path=route.adapter_path,
         )
         return route, params
 
@@ -98,6 +104,7 @@ class Gateway:
         self, ctx: RequestContext, model_id: str, **request: Any
     ) -> tuple[ModelRoute, GenerationParams]:
         """`prepare` (limits, defaults) then admission (permission, budget, rate limits)."""
+        await self.adapters.sync()
         route, params = self.prepare(model_id, ctx.request_id, **request)
         await self.admission.admit(ctx, params)
         return route, params
@@ -128,6 +135,7 @@ class Gateway:
     ) -> dict[str, Any]:
         """One non-streamed generation (`request`: `prepare`'s keyword arguments)."""
         rid = request_id or ctx.request_id
+        await self.adapters.sync()
         route, params = self.prepare(model_id, rid, **request)
         await self.admission.admit(ctx, params)
         used, output, latency_ms, cost = await complete_with_fallbacks(self, route, params, ctx)

@@ -8,7 +8,14 @@ from serve_app.access.auth import parse_networks
 from serve_app.core.gateway import Gateway
 from serve_app.http.error_handlers import install_error_handlers
 from serve_app.http.middleware import RequestContextMiddleware
-from serve_app.http.routes import admin, anthropic_compat, commercial, native, openai_compat
+from serve_app.http.routes import (
+    adapters,
+    admin,
+    anthropic_compat,
+    commercial,
+    native,
+    openai_compat,
+)
 
 
 def create_app(
@@ -29,13 +36,13 @@ def create_app(
     )
     app.state.gateway = gateway
     install_error_handlers(app)
-    for module in (native, commercial, admin, openai_compat, anthropic_compat):
+    for module in (native, commercial, admin, adapters, openai_compat, anthropic_compat):
         app.include_router(module.router)
     if config.security.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=config.security.cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=[
                 "authorization",
                 "x-api-key",

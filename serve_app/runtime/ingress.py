@@ -10,11 +10,13 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from serve_app.access.adapter_store import AdapterStore
 from serve_app.access.admission import Admission, HandleLimiter, Limiter
 from serve_app.access.key_cache import KeyCache
 from serve_app.access.key_store import open_key_store
 from serve_app.contracts.config import GatewayConfig
 from serve_app.core.gateway import Gateway
+from serve_app.core.runtime_adapters import RuntimeAdapters
 from serve_app.http.app import create_app
 
 logger = logging.getLogger("ray.serve")
@@ -46,6 +48,13 @@ def make_metrics() -> Any:
     return GatewayMetrics()
 
 
+def runtime_adapters(config: GatewayConfig) -> RuntimeAdapters | None:
+    """The registry of run-time adapters; none while `adapters.allowed_roots` is empty."""
+    if not config.adapters.allowed_roots:
+        return None
+    return RuntimeAdapters(AdapterStore(config.adapter_store_url()), config.auth.cache_ttl_s)
+
+
 class GatewayIngress:
     def __init__(
         self, config: dict[str, Any], handles: Mapping[str, Any], limiter: Any = None
@@ -64,7 +73,13 @@ class GatewayIngress:
         admission = Admission(
             gateway_config, keys, make_limiter(gateway_config, limiter), metrics=metrics
         )
-        self.gateway = Gateway(gateway_config, handles, admission=admission, metrics=metrics)
+        self.gateway = Gateway(
+            gateway_config,
+            handles,
+            admission=admission,
+            metrics=metrics,
+            runtime_adapters=runtime_adapters(gateway_config),
+        )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(self.gateway, behind_serve_proxy=True, behind_haproxy=self.behind_haproxy)

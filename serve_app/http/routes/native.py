@@ -88,6 +88,7 @@ async def status(gateway: Gateway = Depends(get_gateway)) -> Response:
 async def list_models(
     gateway: Gateway = Depends(get_gateway), _: RequestContext = Depends(get_context)
 ) -> Response:
+    await gateway.adapters.sync()
     return json_response({"models": await gateway.probe.list_models()})
 
 
@@ -97,6 +98,7 @@ async def get_model(
     gateway: Gateway = Depends(get_gateway),
     _: RequestContext = Depends(get_context),
 ) -> Response:
+    await gateway.adapters.sync()
     return json_response(await gateway.probe.get_model(model_id))
 
 
