@@ -189,8 +189,8 @@ def test_adapters_validate_and_answer_under_their_alias() -> None:
         (_args([_shout(id="openai")]), ("openai",)),
         (_args([_shout(), _shout()]), ("demo-shout", "already a model id")),
         (_args([_shout(id="gpt-x")], [_gpt()]), ("gpt-x", "both local and commercial")),
-        (_args([_shout(path="")]), ("adapters.0.path",)),
-        (_args([_shout(rank=8)]), ("adapters.0.rank: unknown key",)),
+        (_args([_shout(path="")]), ("adapters.declared.0.path",)),
+        (_args([_shout(rank=8)]), ("adapters.declared.0.rank: unknown key",)),
     ],
     ids=["unknown-base", "model-id", "reserved", "twice", "commercial-id", "no-path", "extra"],
 )

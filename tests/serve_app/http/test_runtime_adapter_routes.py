@@ -2,6 +2,7 @@
 SQLite store: register, list, call by id and alias, delete, 404; the checks (allowed roots,
 PEFT, architecture, vocabulary, shapes, id clashes) and other replicas within the TTL."""
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -190,3 +191,31 @@ async def test_registration_is_off_without_allowed_roots(models: dict[str, Any])
         assert (await rig.client.get("/api/v1/admin/adapters")).json() == {"adapters": []}
     finally:
         await rig.close()
+
+
+def test_cli_registers_lists_and_deletes_over_http(
+    models: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from serve_app.http.app import create_app
+    from serve_app.runtime import adapters_cli
+    from tests.serve_app.live_server import serve
+
+    db = f"sqlite:///{tmp_path}/gateway.db"
+    rig = admin_rig(args(models, db))
+    with_registry(rig, db, rig.clock)
+    monkeypatch.setenv("GATEWAY_ADMIN_KEY", ADMIN_KEY)
+    with serve(create_app(rig.gateway)) as port:
+        url = ["--url", f"http://127.0.0.1:{port}"]
+        register = ["register", "--id", "cli", "--base", "demo", "--path", models["good"]]
+        assert adapters_cli.main([*url, *register, "--input-price", "2"]) == 0
+        assert json.loads(capsys.readouterr().out)["price"]["input_per_million_usd"] == 2
+        assert adapters_cli.main([*url, *register]) == 1
+        assert "409" in capsys.readouterr().err
+        assert adapters_cli.main([*url, "list"]) == 0
+        listed = json.loads(capsys.readouterr().out)["adapters"]
+        assert "cli" in {a["id"] for a in listed}
+        assert adapters_cli.main([*url, "delete", "cli"]) == 0
+        assert adapters_cli.main([*url, "delete", "cli"]) == 1
+        monkeypatch.delenv("GATEWAY_ADMIN_KEY")
+        assert adapters_cli.main([*url, "list"]) == 1
+        assert "403" in capsys.readouterr().err
