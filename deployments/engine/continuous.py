@@ -14,7 +14,6 @@ The loop runs on a thread of its own (forward passes never block the event loop)
 delivers results through `loop.call_soon_threadsafe`.
 """
 
-import asyncio
 import collections
 import logging
 import threading
@@ -26,16 +25,11 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from deployments.engine.decoding import (
-    BatchGenerator,
-    RowState,
-    SamplingParams,
-    advance_row,
-    sample_next_tokens,
-)
+from deployments.engine.decoding import BatchGenerator, RowState, SamplingParams, advance_row
 from deployments.engine.detokenize import IncrementalDetokenizer
 from deployments.engine.kv_batch import KVBatch, cache_tensors
 from deployments.engine.prefix_cache import PrefixCache
+from deployments.engine.sampling import RowSampler, RowSampling, SampledToken, sample_rows
 from serve_app.contracts.errors import (
     GatewayError,
     InternalError,
@@ -63,18 +57,11 @@ class Sequence:
     deadline: float | None = None
     stream: bool = False
     cancelled: bool = False
+    sampler: RowSampler | None = None  # set by `prepare` (seed, penalties, grammar, ...)
     row: RowState | None = None
-    last_token: int = 0
+    last: SampledToken = field(default_factory=lambda: SampledToken(0))
     kv_tokens: int = 0
     enqueued_at: float = field(default_factory=time.monotonic)
-
-
-def sample_rows(logits: torch.Tensor, rows: list[RowState]) -> list[int]:
-    """The per-row sampling boundary: one next token for each row, from its own params."""
-    device = logits.device
-    temperatures = torch.tensor([r.params.temperature for r in rows], device=device)
-    top_ps = torch.tensor([r.params.top_p for r in rows], device=device)
-    return [int(t) for t in sample_next_tokens(logits, temperatures, top_ps).tolist()]
 
 
 class ContinuousEngine:
@@ -101,15 +88,18 @@ class ContinuousEngine:
         self.prefix.max_tokens = settings.prefix_cache_tokens
 
     def submit(self, sequence: Sequence) -> None:
-        """Queue a request (event loop); a full queue is 503 `backpressure` at once."""
+        self.submit_all([sequence])
+
+    def submit_all(self, sequences: list[Sequence]) -> None:
+        """Queue a request's rows (event loop); a full queue is 503 `backpressure` at once."""
         with self._wake:
-            if len(self._waiting) >= self.settings.max_waiting:
+            if len(self._waiting) + len(sequences) > self.settings.max_waiting:
                 raise ServiceUnavailableError(
                     "The model's queue is full; retry shortly.",
                     code="backpressure",
                     retry_after_s=1.0,
                 )
-            self._waiting.append(sequence)
+            self._waiting.extend(sequences)
             self._wake.notify()
 
     def stop(self) -> None:
@@ -206,8 +196,12 @@ class ContinuousEngine:
         )
         sequence.kv_tokens = len(ids)
         self.batch.add(cache)
-        (token,) = sample_rows(out.logits[:, -1, :], [sequence.row])
-        sequence.last_token = token
+        if sequence.sampler is None:
+            plain = RowSampling(
+                temperature=sequence.sampling.temperature, top_p=sequence.sampling.top_p
+            )
+            sequence.sampler = RowSampler(plain, 0, device)
+        (sequence.last,) = sample_rows(out.logits[:, -1, :], [sequence.sampler])
         return len(ids) - reused
 
     def _decode_step(self) -> None:
@@ -219,7 +213,7 @@ class ContinuousEngine:
         running = self.running
         out = self._forward(
             [s.adapter for s in running],
-            input_ids=torch.tensor([[s.last_token] for s in running], device=device),
+            input_ids=torch.tensor([[s.last.token_id] for s in running], device=device),
             position_ids=torch.tensor([[s.kv_tokens] for s in running], device=device),
             attention_mask=self.batch.step_mask(),
             **{generator._cache_arg: self.batch.cache},
@@ -227,11 +221,11 @@ class ContinuousEngine:
         self.batch.cache = getattr(out, generator._cache_arg)
         self.steps += 1
         self.stepped_rows += len(running)
-        rows = [s.row for s in running if s.row is not None]
-        tokens = sample_rows(out.logits[:, -1, :], rows)
-        for sequence, token in zip(running, tokens):
+        samplers = [s.sampler for s in running if s.sampler is not None]
+        picked = sample_rows(out.logits[:, -1, :], samplers)
+        for sequence, sampled in zip(running, picked):
             sequence.kv_tokens += 1
-            sequence.last_token = token
+            sequence.last = sampled
         for sequence in running:
             self._after_token(sequence)
         self._drop_ended()
@@ -240,7 +234,7 @@ class ContinuousEngine:
         """Advance the row by its newest token and deliver what the caller waits for."""
         row = sequence.row
         assert row is not None
-        advance_row(row, sequence.last_token, self.generator.eos_token_id)
+        advance_row(row, sequence.last, self.generator.eos_token_id, sequence.sampler)
         if sequence.stream or row.finished:
             sequence.deliver(row)
 
@@ -268,14 +262,3 @@ class ContinuousEngine:
                 sequence.deliver(error)
         self.running = []
         self.batch.keep([])
-
-
-def loop_delivery(
-    loop: asyncio.AbstractEventLoop, queue: "asyncio.Queue[Any]", snapshot: Callable[[Any], Any]
-) -> Callable[[Delivery], None]:
-    """A `deliver` that hands `snapshot(item)` (taken on the engine thread) to the loop."""
-
-    def deliver(item: Delivery) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, snapshot(item))
-
-    return deliver

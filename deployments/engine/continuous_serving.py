@@ -1,59 +1,87 @@
-"""The event-loop side of continuous batching: submit a `Sequence`, await what it delivers."""
+"""The event-loop side of continuous batching: a request becomes `n` sequences (one per
+choice, each with its own sampler) that the engine decodes side by side; their rows are
+turned into the wire types on the engine thread and handed to the event loop."""
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from deployments.engine.continuous import ContinuousEngine, Delivery, Sequence, loop_delivery
-from deployments.engine.decoding import RowState
+from deployments.engine.continuous import BASE, ContinuousEngine, Delivery, Sequence
+from deployments.engine.decoding import RowState, SamplingParams
+from deployments.engine.requests import ChoiceStreams, to_output
 from serve_app.contracts.errors import GatewayError
-from serve_app.contracts.wire import GenerationOutput, StreamChunk
+from serve_app.contracts.wire import GenerationOutput, GenerationParams, StreamChunk
 
-SequenceFactory = Callable[[Callable[[Delivery], None], bool], Sequence]
-
-
-def output_snapshot(served_model: str) -> Callable[[Delivery], Any]:
-    def snapshot(item: Delivery) -> GenerationOutput | GatewayError:
-        if isinstance(item, GatewayError):
-            return item
-        return GenerationOutput(
-            text=item.text,
-            input_tokens=item.input_tokens,
-            output_tokens=len(item.token_ids),
-            finish_reason=item.finish_reason or "length",
-            served_model=served_model,
-        )
-
-    return snapshot
+# Run once per request on the engine thread: (prompt ids, one sampler per choice) or an error.
+Prepare = Callable[[], tuple[list[int], list[Any]] | GatewayError]
 
 
-def chunk_snapshot(served_model: str) -> Callable[[Delivery], Any]:
-    def snapshot(item: Delivery) -> StreamChunk | GatewayError:
-        if isinstance(item, GatewayError):
-            return item
-        row: RowState = item
-        return StreamChunk(
-            text=row.take_delta(),
-            finish_reason=row.finish_reason,
-            input_tokens=row.input_tokens,
-            output_tokens=len(row.token_ids),
-            served_model=served_model,
-        )
+@dataclass(eq=False)
+class ContinuousRequest:
+    params: GenerationParams
+    sampling: SamplingParams
+    prepare: Prepare
+    served_model: str
+    tools: bool
+    sequences: list[Sequence] = field(default_factory=list)
+    _prepared: Any = None
 
-    return snapshot
+    def _prepare_choice(self, index: int) -> list[int] | GatewayError:
+        if self._prepared is None:
+            self._prepared = self.prepare()
+        if isinstance(self._prepared, GatewayError):
+            return self._prepared
+        ids, samplers = self._prepared
+        self.sequences[index].sampler = samplers[index]
+        return list(ids)
+
+    def build(self, deliver: Callable[[Delivery], None], stream: bool) -> list[Sequence]:
+        for index in range(max(1, self.params.n)):
+            self.sequences.append(
+                Sequence(
+                    prepare=lambda index=index: self._prepare_choice(index),  # type: ignore[misc]
+                    sampling=self.sampling,
+                    deliver=deliver,
+                    adapter=self.params.adapter or BASE,
+                    deadline=self.params.deadline,
+                    stream=stream,
+                )
+            )
+        return self.sequences
+
+    def rows(self) -> list[RowState] | None:
+        rows = [s.row for s in self.sequences]
+        return None if any(row is None for row in rows) else rows  # type: ignore[return-value]
+
+    def cancel(self) -> None:
+        for sequence in self.sequences:
+            sequence.cancelled = True
 
 
-async def run_to_end(
-    engine: ContinuousEngine, make: SequenceFactory, served_model: str
-) -> GenerationOutput:
+def _post(loop: asyncio.AbstractEventLoop, queue: "asyncio.Queue[Any]", item: Any) -> None:
+    if item is not None:
+        loop.call_soon_threadsafe(queue.put_nowait, item)
+
+
+async def run_to_end(engine: ContinuousEngine, request: ContinuousRequest) -> GenerationOutput:
+    """The whole answer once every choice has ended (or the first error)."""
+    loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
-    deliver = loop_delivery(asyncio.get_running_loop(), queue, output_snapshot(served_model))
-    sequence = make(deliver, False)
-    engine.submit(sequence)
+
+    def deliver(item: Delivery) -> None:  # engine thread: called when a row ends
+        if isinstance(item, GatewayError):
+            _post(loop, queue, item)
+            return
+        rows = request.rows()
+        if rows is not None and all(row.finished for row in rows):
+            _post(loop, queue, to_output(request.params, rows, request.served_model, request.tools))
+
+    engine.submit_all(request.build(deliver, stream=False))
     try:
         result = await queue.get()
     finally:
-        sequence.cancelled = True  # a no-op once it finished; frees the slot if we were cancelled
+        request.cancel()  # a no-op once finished; frees the slots if we were cancelled
     if isinstance(result, GatewayError):
         raise result
     output: GenerationOutput = result
@@ -61,20 +89,31 @@ async def run_to_end(
 
 
 async def stream_chunks(
-    engine: ContinuousEngine, make: SequenceFactory, served_model: str
+    engine: ContinuousEngine, request: ContinuousRequest
 ) -> AsyncIterator[StreamChunk]:
+    loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
-    deliver = loop_delivery(asyncio.get_running_loop(), queue, chunk_snapshot(served_model))
-    sequence = make(deliver, True)
-    engine.submit(sequence)
+    streams = ChoiceStreams(request.params, request.served_model, request.tools)
+
+    def deliver(item: Delivery) -> None:  # engine thread: after every step of a row
+        if isinstance(item, GatewayError):
+            _post(loop, queue, item)
+            return
+        rows = request.rows()  # all choices admitted: their pieces go out together
+        if rows is not None:
+            _post(loop, queue, streams.step(rows, False) or None)
+
+    engine.submit_all(request.build(deliver, stream=True))
+    choices = max(1, request.params.n)
+    finished: set[int] = set()
     try:
-        while True:
+        while len(finished) < choices:
             item = await queue.get()
             if isinstance(item, GatewayError):
                 raise item
-            if item.text or item.finish_reason is not None:
-                yield item
-            if item.finish_reason is not None:
-                return
+            for chunk in item:
+                if chunk.finish_reason is not None:
+                    finished.add(chunk.index)
+                yield chunk
     finally:
-        sequence.cancelled = True  # the client went away: the row leaves at the next step
+        request.cancel()  # the client went away: the rows leave at the next step

@@ -15,6 +15,14 @@ from typing import Any
 import torch
 
 from deployments.engine.detokenize import REPLACEMENT_CHAR, IncrementalDetokenizer
+from deployments.engine.sampling import (
+    RowSampler,
+    RowSampling,
+    SampledToken,
+    sample_plain,
+    sample_rows,
+)
+from serve_app.contracts.wire import TokenLogprob
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +43,8 @@ class RowState:
     text: str = ""
     emitted: int = 0
     finish_reason: str | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    logprobs_emitted: int = 0
     detokenizer: IncrementalDetokenizer | None = None
 
     @property
@@ -47,6 +57,28 @@ class RowState:
         delta = self.text[self.emitted : end]
         self.emitted = max(self.emitted, end)
         return delta
+
+    def take_logprobs(self) -> list[TokenLogprob]:
+        """Log probability records not streamed yet (all of them once the row is finished;
+        before, those of tokens whose text was streamed)."""
+        if self.finished:
+            end = len(self.logprobs)
+        else:
+            end = min(len(self.logprobs), self._tokens_covering(self.emitted))
+        taken = self.logprobs[self.logprobs_emitted : end]
+        self.logprobs_emitted = max(self.logprobs_emitted, end)
+        return taken
+
+    def _tokens_covering(self, chars: int) -> int:
+        # Each record's token text (raw bytes) maps to at most its own chars; count the
+        # records whose cumulative byte length fits the streamed text's UTF-8 length.
+        limit = len(self.text[:chars].encode("utf-8"))
+        total = 0
+        for count, record in enumerate(self.logprobs):
+            total += len(record.bytes or ())
+            if total > limit:
+                return count
+        return len(self.logprobs)
 
     def _safe_end(self) -> int:
         end = len(self.text)
@@ -81,19 +113,14 @@ def sample_next_tokens(
     logits: torch.Tensor, temperatures: torch.Tensor, top_ps: torch.Tensor
 ) -> torch.Tensor:
     """One token per row: greedy where temperature is 0, else nucleus sampling per row."""
-    greedy = logits.argmax(dim=-1)
-    sampled_rows = temperatures > 0
-    if not bool(sampled_rows.any()):
-        return greedy
-    scaled = logits.float() / temperatures.clamp(min=1e-5).unsqueeze(-1)
-    probs = torch.softmax(scaled, dim=-1)
-    sorted_probs, sorted_idx = probs.sort(dim=-1, descending=True)
-    cumulative = sorted_probs.cumsum(dim=-1)
-    outside_nucleus = (cumulative - sorted_probs) >= top_ps.unsqueeze(-1)
-    sorted_probs = sorted_probs.masked_fill(outside_nucleus, 0.0)
-    choice = torch.multinomial(sorted_probs, num_samples=1)
-    sampled = sorted_idx.gather(-1, choice).squeeze(-1)
-    return torch.where(sampled_rows, sampled, greedy)
+    return sample_plain(logits, temperatures, top_ps)
+
+
+def plain_samplers(params: Sequence[SamplingParams], device: torch.device) -> list[RowSampler]:
+    """Samplers for rows that ask only for temperature/top_p."""
+    return [
+        RowSampler(RowSampling(temperature=p.temperature, top_p=p.top_p), 0, device) for p in params
+    ]
 
 
 class BatchGenerator:
@@ -121,9 +148,10 @@ class BatchGenerator:
         prompt_ids: Sequence[Sequence[int]],
         params: Sequence[SamplingParams],
         adapter_names: Sequence[str] | None = None,
+        samplers: Sequence[RowSampler] | None = None,
     ) -> list[RowState]:
         final: list[RowState] = []
-        for step in self.stream(prompt_ids, params, adapter_names):
+        for step in self.stream(prompt_ids, params, adapter_names, samplers):
             final = step
         return final
 
@@ -133,13 +161,18 @@ class BatchGenerator:
         prompt_ids: Sequence[Sequence[int]],
         params: Sequence[SamplingParams],
         adapter_names: Sequence[str] | None = None,
+        samplers: Sequence[RowSampler] | None = None,
     ) -> Iterator[list[RowState]]:
         """Yield the rows after every decode step; the last yield has every row finished.
 
         `adapter_names` (one per row, `"__base__"` for none) runs rows of different LoRA
         adapters of the same base model in one forward pass (PEFT mixed-batch inference).
         Whether the model carries adapters is looked at on every step: another request may
-        load the first one (or remove the last) while this batch decodes."""
+        load the first one (or remove the last) while this batch decodes.
+
+        `samplers` (one `RowSampler` per row) pick each row's tokens (seed, penalties,
+        logit_bias, top_k, logprobs, grammar); without them rows sample with their
+        temperature/top_p only."""
         names = list(adapter_names) if adapter_names else None
         rows = [
             RowState(p, len(ids), detokenizer=IncrementalDetokenizer(self.tokenizer, ids))
@@ -147,8 +180,7 @@ class BatchGenerator:
         ]
         input_ids, attention = self._left_pad(prompt_ids)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        temperatures = torch.tensor([p.temperature for p in params], device=self.device)
-        top_ps = torch.tensor([p.top_p for p in params], device=self.device)
+        row_samplers = list(samplers) if samplers else plain_samplers(params, self.device)
         past: Any = None
         for _ in range(max(p.max_tokens for p in params)):
             with self.model_lock:
@@ -162,12 +194,14 @@ class BatchGenerator:
                     **({"adapter_names": names} if with_adapters else {}),
                 )
             past = getattr(out, self._cache_arg)
-            next_ids = sample_next_tokens(out.logits[:, -1, :], temperatures, top_ps)
-            self._advance_rows(rows, next_ids.tolist())
+            active = [not row.finished for row in rows]
+            picked = sample_rows(out.logits[:, -1, :], row_samplers, active)
+            self._advance_rows(rows, picked, row_samplers)
             yield rows
             if all(row.finished for row in rows):
                 return
-            input_ids = next_ids.unsqueeze(-1)
+            next_ids = [token.token_id for token in picked]
+            input_ids = torch.tensor(next_ids, device=self.device).unsqueeze(-1)
             attention = torch.cat([attention, attention.new_ones((len(rows), 1))], dim=-1)
             positions = positions[:, -1:] + 1
 
@@ -181,27 +215,41 @@ class BatchGenerator:
                 mask[row, width - len(tokens) :] = 1
         return ids.to(self.device), mask.to(self.device)
 
-    def _advance_rows(self, rows: list[RowState], next_ids: list[int]) -> None:
-        for row, token in zip(rows, next_ids):
+    def _advance_rows(
+        self, rows: list[RowState], picked: list[SampledToken], samplers: Sequence[RowSampler]
+    ) -> None:
+        for row, sampled, sampler in zip(rows, picked, samplers):
             if not row.finished:
-                advance_row(row, token, self.eos_token_id)
+                advance_row(row, sampled, self.eos_token_id, sampler)
 
 
-def advance_row(row: RowState, token: int, eos_token_id: int | None) -> None:
-    """Append one sampled token to a running row: EOS, stop strings and max_tokens end it.
-    Text grows incrementally (see `detokenize`); held-back partial text is flushed at the end."""
+def advance_row(
+    row: RowState,
+    sampled: SampledToken,
+    eos_token_id: int | None,
+    sampler: RowSampler | None = None,
+) -> None:
+    """Append one sampled token to a running row: EOS, stop strings, a completed grammar and
+    max_tokens end it. Text grows incrementally (see `detokenize`); held-back partial text
+    is flushed at the end."""
     assert row.detokenizer is not None
+    token = sampled.token_id
     if token == eos_token_id:
         row.finish_reason = "stop"
         row.text += row.detokenizer.flush()
         return
     row.token_ids.append(token)
+    if sampled.logprob is not None:
+        row.logprobs.append(sampled.logprob)
     previous_length = len(row.text)
     row.text += row.detokenizer.add(token)
+    grammar_done = sampler is not None and sampler.done
     at_limit = len(row.token_ids) >= row.params.max_tokens
-    if at_limit:
+    if at_limit or grammar_done:
         row.text += row.detokenizer.flush()
     _apply_stop(row, previous_length)
+    if not row.finished and grammar_done:
+        row.finish_reason = "stop"
     if not row.finished and at_limit:
         row.finish_reason = "length"
 

@@ -8,17 +8,17 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from ray import serve
 
 from deployments.engine.adapter_gate import AdapterGate, AdapterSource
-from deployments.engine.chat_template import render_chat_prompt
-from deployments.engine.continuous import BASE, ContinuousEngine, Delivery, Sequence
-from deployments.engine.continuous_serving import run_to_end, stream_chunks
+from deployments.engine.continuous import ContinuousEngine
+from deployments.engine.continuous_serving import ContinuousRequest, run_to_end, stream_chunks
 from deployments.engine.decoding import BatchGenerator, RowState, SamplingParams
+from deployments.engine.loading import LoadedModel, load_hf_model
 from deployments.engine.lora import (
     AdapterGetter,
     AdapterHost,
@@ -27,6 +27,8 @@ from deployments.engine.lora import (
     serve_multiplexed,
 )
 from deployments.engine.metrics import EngineMetrics
+from deployments.engine.requests import ChoiceStreams, RequestPlanner, to_output
+from deployments.engine.sampling import RowSampler
 from serve_app.contracts.config import BatchingConfig, LocalModelConfig
 from serve_app.contracts.errors import (
     GatewayError,
@@ -41,60 +43,33 @@ logger = logging.getLogger("ray.serve")
 _UNDECODED = InternalError("The row was not decoded.")
 
 
-@dataclass(frozen=True, slots=True)
-class LoadedModel:
-    model: Any
-    tokenizer: Any
-    device: torch.device
-    max_context: int
-    metadata: dict[str, Any]
-
-
-def resolve_device(config: LocalModelConfig) -> torch.device:
-    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def resolve_dtype(config: LocalModelConfig, device: torch.device) -> torch.dtype:
-    if config.dtype != "auto":
-        return getattr(torch, config.dtype)
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
-
-
-def load_hf_model(config: LocalModelConfig) -> LoadedModel:
-    """Load a `save_pretrained` directory with transformers onto the configured device."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    device = resolve_device(config)
-    dtype = resolve_dtype(config, device)
-    tokenizer = AutoTokenizer.from_pretrained(config.path, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(config.path, dtype=dtype)
-    model = model.to(device).eval()
-    hf_config = model.config
-    max_context = int(
-        getattr(hf_config, "max_position_embeddings", None)
-        or getattr(hf_config, "n_positions", 0)
-        or tokenizer.model_max_length
-    )
-    metadata = {
-        "architecture": (hf_config.architectures or [type(model).__name__])[0],
-        "parameter_count": sum(p.numel() for p in model.parameters()),
-        "context_length": max_context,
-        "vocab_size": int(hf_config.vocab_size),
-        "dtype": str(dtype).removeprefix("torch."),
-        "device": str(device),
-    }
-    return LoadedModel(model, tokenizer, device, max_context, metadata)
-
-
 @dataclass(slots=True)
 class _BatchItem:
     params: GenerationParams
     sampling: SamplingParams
     cancelled: bool = False
+    samplers: list[RowSampler] = field(default_factory=list)  # one per choice (`n`)
+    streams: ChoiceStreams | None = None
+
+
+@dataclass(slots=True)
+class _Rows:
+    """The rows of a batch's runnable items, `n` per item, in item order."""
+
+    prompt_ids: list[list[int]] = field(default_factory=list)
+    sampling: list[SamplingParams] = field(default_factory=list)
+    samplers: list[RowSampler] = field(default_factory=list)
+    item_of_row: list[int] = field(default_factory=list)
+
+    def add(self, index: int, item: _BatchItem, prompt_ids: list[int]) -> None:
+        for sampler in item.samplers:
+            self.prompt_ids.append(prompt_ids)
+            self.sampling.append(item.sampling)
+            self.samplers.append(sampler)
+            self.item_of_row.append(index)
+
+    def of_item(self, rows: list[RowState], index: int) -> list[RowState]:
+        return [row for row, owner in zip(rows, self.item_of_row) if owner == index]
 
 
 class LocalModelServer:
@@ -133,7 +108,8 @@ class LocalModelServer:
             adapter_source,
             adapter_sync_s,
         )
-        self.has_chat_template = bool(getattr(loaded.tokenizer, "chat_template", None))
+        self.planner = RequestPlanner(self.engine, self.config.id, self.config.grammar_cache_size)
+        self.has_chat_template = self.planner.has_chat_template
         self.metadata = {**loaded.metadata, "chat_template": self.has_chat_template}
         self.batches = 0
         self.batched_requests = 0
@@ -160,27 +136,27 @@ class LocalModelServer:
         )
         return _BatchItem(params, sampling)
 
-    def _sequence(
-        self, params: GenerationParams, deliver: Callable[[Delivery], None], stream: bool
-    ) -> Sequence:
+    def _request(self, params: GenerationParams) -> ContinuousRequest:
+        """One request for the continuous engine: `n` rows, checked and encoded once."""
         sampling = self._item(params).sampling
-        return Sequence(
-            prepare=lambda: self._prepare_one(params, sampling.max_tokens),
-            sampling=sampling,
-            deliver=deliver,
-            adapter=params.adapter or BASE,
-            deadline=params.deadline,
-            stream=stream,
+
+        def prepare() -> tuple[list[int], list[Any]] | GatewayError:
+            try:
+                self.planner.check(params)
+                samplers = self.planner.samplers(params)
+            except InvalidRequestError as exc:
+                return exc
+            ids = self._prepare_one(params, sampling.max_tokens)
+            return ids if isinstance(ids, GatewayError) else (ids, samplers)
+
+        return ContinuousRequest(
+            params, sampling, prepare, self._served_name(params), self.planner.parses_tools(params)
         )
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
         if self.batching.mode == "continuous":
             async with self._adapter_pinned(params):
-                return await run_to_end(
-                    self.continuous,
-                    lambda deliver, stream: self._sequence(params, deliver, stream),
-                    params.adapter or self.config.id,
-                )
+                return await run_to_end(self.continuous, self._request(params))
         async with self._adapter_pinned(params):
             result = await self._generate_batch(self._item(params))
         if isinstance(result, GatewayError):
@@ -193,17 +169,14 @@ class LocalModelServer:
         try:
             async with self._adapter_pinned(params):
                 if self.batching.mode == "continuous":
-                    async for chunk in stream_chunks(
-                        self.continuous,
-                        lambda deliver, stream: self._sequence(params, deliver, stream),
-                        params.adapter or self.config.id,
-                    ):
+                    async for chunk in stream_chunks(self.continuous, self._request(params)):
                         yield chunk
                     return
-                async for chunk in self._stream_batch(item):
-                    if isinstance(chunk, GatewayError):
-                        raise chunk
-                    yield chunk
+                async for chunks in self._stream_batch(item):
+                    if isinstance(chunks, GatewayError):
+                        raise chunks
+                    for chunk in chunks:
+                        yield chunk
         finally:
             item.cancelled = True
 
@@ -237,14 +210,19 @@ class LocalModelServer:
         prepared = await asyncio.to_thread(self._prepare, items)
         # Rows that failed validation get their error once, then end; the rest decode.
         pending: list[Any] = [p if isinstance(p, GatewayError) else None for p in prepared]
-        runnable = [i for i, p in enumerate(prepared) if not isinstance(p, GatewayError)]
+        rows_of = self._rows(items, prepared)
+        for item in items:
+            item.streams = ChoiceStreams(
+                item.params, self._served_name(item.params), self._tools(item)
+            )
         steps = (
             self.engine.stream(
-                [prepared[i] for i in runnable],
-                [items[i].sampling for i in runnable],
-                self._adapter_names(items, runnable),
+                rows_of.prompt_ids,
+                rows_of.sampling,
+                self._adapter_names(items, rows_of.item_of_row),
+                rows_of.samplers,
             )
-            if runnable
+            if rows_of.prompt_ids
             else iter(())
         )
         done = [False] * len(items)
@@ -254,27 +232,23 @@ class LocalModelServer:
             for i, error in enumerate(pending):
                 if error is not None and not done[i]:
                     out[i], done[i] = error, True
-            for i, row in zip(runnable, rows or ()):
-                out[i] = self._stream_step(items[i], row, done, i)
+            if rows is not None:
+                for i in sorted(set(rows_of.item_of_row)):
+                    out[i] = self._stream_step(items[i], rows_of.of_item(rows, i), done, i)
             yield out
             if rows is None:
                 return
 
-    def _stream_step(self, item: _BatchItem, row: RowState, done: list[bool], index: int) -> Any:
+    def _stream_step(
+        self, item: _BatchItem, rows: list[RowState], done: list[bool], index: int
+    ) -> Any:
         if done[index]:
             return StopIteration
-        if item.cancelled and not row.finished:
-            row.finish_reason = "cancelled"
-        delta = row.take_delta()
-        if row.finished:
+        assert item.streams is not None
+        chunks = item.streams.step(rows, item.cancelled)
+        if all(row.finished for row in rows):
             done[index] = True
-        return StreamChunk(
-            text=delta,
-            finish_reason=row.finish_reason,
-            input_tokens=row.input_tokens,
-            output_tokens=len(row.token_ids),
-            served_model=self._served_name(item),
-        )
+        return chunks
 
     def _count_batch(self, size: int) -> None:
         self.batches += 1
@@ -282,16 +256,7 @@ class LocalModelServer:
         self.metrics.record_batch(self.config.id, size)
 
     def _prompt_text(self, params: GenerationParams) -> str:
-        if not params.messages:
-            return params.prompt
-        messages = [{"role": m.role, "content": m.content} for m in params.messages]
-        if self.has_chat_template:
-            return str(
-                self.engine.tokenizer.apply_chat_template(
-                    messages, add_generation_prompt=True, tokenize=False
-                )
-            )
-        return render_chat_prompt(messages)
+        return self.planner.prompt_text(params)
 
     def _prepare(self, items: list[_BatchItem]) -> list[list[int] | GatewayError]:
         """Encode each prompt (in the worker thread) and check it fits the context."""
@@ -306,6 +271,12 @@ class LocalModelServer:
                         code="deadline_exceeded",
                     )
                 )
+                continue
+            try:
+                self.planner.check(item.params)
+                item.samplers = self.planner.samplers(item.params)
+            except InvalidRequestError as exc:
+                prepared.append(exc)
                 continue
             prepared.append(self._prepare_one(item.params, item.sampling.max_tokens))
         return prepared
@@ -326,20 +297,37 @@ class LocalModelServer:
 
     def _decode_batch(self, items: list[_BatchItem]) -> list[GenerationOutput | GatewayError]:
         prepared = self._prepare(items)
-        runnable = [(i, p) for i, p in enumerate(prepared) if not isinstance(p, GatewayError)]
         results: list[GenerationOutput | GatewayError] = [
             p if isinstance(p, GatewayError) else _UNDECODED for p in prepared
         ]
-        if runnable:
-            indexes = [i for i, _ in runnable]
+        rows_of = self._rows(items, prepared)
+        if rows_of.prompt_ids:
             rows = self.engine.generate(
-                [ids for _, ids in runnable],
-                [items[i].sampling for i in indexes],
-                self._adapter_names(items, indexes),
+                rows_of.prompt_ids,
+                rows_of.sampling,
+                self._adapter_names(items, rows_of.item_of_row),
+                rows_of.samplers,
             )
-            for (index, _), row in zip(runnable, rows):
-                results[index] = self._to_output(items[index], row)
+            for index in sorted(set(rows_of.item_of_row)):
+                item = items[index]
+                results[index] = to_output(
+                    item.params,
+                    rows_of.of_item(rows, index),
+                    self._served_name(item.params),
+                    self._tools(item),
+                )
         return results
+
+    @staticmethod
+    def _rows(items: list[_BatchItem], prepared: list[list[int] | GatewayError]) -> _Rows:
+        rows = _Rows()
+        for index, (item, ids) in enumerate(zip(items, prepared)):
+            if not isinstance(ids, GatewayError):
+                rows.add(index, item, ids)
+        return rows
+
+    def _tools(self, item: _BatchItem) -> bool:
+        return self.planner.parses_tools(item.params)
 
     def _adapter_names(self, items: list[_BatchItem], indexes: list[int]) -> list[str] | None:
         return self.adapters.adapter_names([items[i].params.adapter for i in indexes])
@@ -365,17 +353,8 @@ class LocalModelServer:
             )
         return None
 
-    def _to_output(self, item: _BatchItem, row: RowState) -> GenerationOutput:
-        return GenerationOutput(
-            text=row.text,
-            input_tokens=row.input_tokens,
-            output_tokens=len(row.token_ids),
-            finish_reason=row.finish_reason or "length",
-            served_model=self._served_name(item),
-        )
-
-    def _served_name(self, item: _BatchItem) -> str:
-        return item.params.adapter or self.config.id
+    def _served_name(self, params: GenerationParams) -> str:
+        return params.adapter or self.config.id
 
     def describe(self) -> dict[str, Any]:
         """Model metadata and batching figures for /api/v1/models and /api/v1/status."""

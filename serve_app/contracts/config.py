@@ -156,6 +156,13 @@ class LocalModelConfig(ReplicaConfig):
         description="LoRA adapters kept loaded per replica, least recently used evicted "
         "(MODEL_CACHE_SIZE when the YAML sets none).",
     )
+    grammar_cache_size: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Compiled grammars (response_format schemas, forced tool calls) kept "
+        "per replica, least recently used evicted.",
+    )
     fallbacks: list[str] = Field(
         default_factory=list, description=FALLBACKS_DESCRIPTION, max_length=8
     )

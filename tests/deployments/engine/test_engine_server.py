@@ -198,3 +198,26 @@ def test_a_prompt_that_cannot_be_rendered_fails_only_its_row(
     assert isinstance(bad, InvalidRequestError) and bad.param == "messages"
     assert "alternate" in bad.message
     assert good.text == SAMPLE_ANSWER
+
+
+def test_n_seed_and_logprobs_work_on_both_engines(
+    server: LocalModelServer, runner: asyncio.Runner
+) -> None:
+    """Issue 12's per-row sampling runs in whichever engine the model uses."""
+    asked = params(n=2, temperature=1.0, seed=7, logprobs=True, top_logprobs=2, max_tokens=12)
+
+    async def scenario() -> list[Any]:
+        first = await server.generate(asked)
+        again = await server.generate(asked)
+        chunks = await collect(server, asked)
+        return [first, again, chunks]
+
+    first, again, chunks = runner.run(scenario())
+    assert len(first.more_choices) == 1
+    assert (first.text, first.more_choices[0].text) == (again.text, again.more_choices[0].text)
+    assert first.logprobs is not None and len(first.logprobs[0].top) == 2
+    streamed = {0: "", 1: ""}
+    for chunk in chunks:
+        streamed[chunk.index] += chunk.text
+    assert streamed == {0: first.text, 1: first.more_choices[0].text}
+    assert {c.index for c in chunks if c.finish_reason} == {0, 1}
