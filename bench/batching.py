@@ -11,8 +11,8 @@ the time to first token of prompts that share a 200-token prefix, with prefix re
 
 `--workload uniform`: the older comparison, batch 8 against batch 1 at concurrency 16.
 
-    .venv/bin/python bench/batching.py --untrained 6x512           # compute-bound model
-    .venv/bin/python bench/batching.py --model models/demo           # gateway-bound model
+    .venv/bin/python -m bench.batching --untrained 6x512           # compute-bound model
+    .venv/bin/python -m bench.batching --model models/demo         # gateway-bound model
 """
 
 import argparse
@@ -144,8 +144,12 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     from serve_app.runtime.builder import build_app
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(
-        num_cpus=4, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False
+    ray.init(  # "local": a Ray of its own, never a cluster another process started
+        address="local",
+        num_cpus=4,
+        include_dashboard=False,
+        object_store_memory=100 * 1024**2,
+        log_to_driver=False,
     )
     serve.start(http_options={"host": "127.0.0.1", "port": options.port})
     try:
