@@ -140,7 +140,13 @@ class ContinuousEngine:
             sequence = self._next_waiting()
             if sequence is None:
                 return
-            admitted_tokens += self._admit_one(sequence)
+            try:
+                admitted_tokens += self._admit_one(sequence)
+            except Exception as exc:  # this request fails; the running rows go on
+                logger.exception("prefill failed")
+                if self.batch.size > len(self.running):
+                    self.batch.keep(list(range(len(self.running))))
+                sequence.deliver(InternalError(f"The model failed: {type(exc).__name__}."))
 
     def _admit_one(self, sequence: Sequence) -> int:
         if sequence.cancelled:

@@ -232,3 +232,22 @@ def test_two_adapters_and_the_base_share_decode_steps(
     finally:
         subject.stop()
         del slots
+
+
+def test_a_request_that_fails_to_prefill_gets_an_error_and_others_go_on(
+    generator: BatchGenerator, engine: ContinuousEngine
+) -> None:
+    collector = Collector()
+    long_params = SamplingParams(max_tokens=30, temperature=0.0)
+    engine.submit(collector.sequence(generator, 0, "the quick", sampling=long_params))
+    broken = collector.sequence(generator, 1, "dog")
+
+    def explode() -> list[int]:
+        raise RuntimeError("tokenizer crashed")
+
+    broken.prepare = explode
+    engine.submit(broken)
+    collector.wait({0, 1})
+    error = collector.items[1][-1]
+    assert isinstance(error, GatewayError) and error.status_code == 500
+    assert len(collector.row(0).token_ids) == 30
