@@ -70,9 +70,14 @@ class Grammars:
             raise InvalidRequestError(
                 "response_format json_schema needs a schema object.", param="response_format"
             )
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(
-            json.dumps(schema or ANY_JSON_OBJECT), overrides=JSON_OPTIONS
-        )
+        try:
+            grammar = llguidance.LLMatcher.grammar_from_json_schema(
+                json.dumps(schema or ANY_JSON_OBJECT), overrides=JSON_OPTIONS
+            )
+        except ValueError as exc:
+            raise InvalidRequestError(
+                f"Model {self.model_id!r} cannot use this schema: {exc}", param="response_format"
+            ) from None
         return self.row(grammar, param="response_format")
 
     def for_lark(self, lark: str, param: str) -> GrammarRow:

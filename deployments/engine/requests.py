@@ -123,6 +123,7 @@ class RequestPlanner:
                     self.tokens,
                     constraint=constraint,
                     choice_index=index,
+                    max_tokens=params.max_tokens,
                 )
             )
         return samplers

@@ -22,6 +22,8 @@ import torch
 from serve_app.contracts.wire import GenerationParams, TokenLogprob, TopLogprob
 
 MAX_TOP_LOGPROBS = 20
+# JSON punctuation that ends a string, number, array or object (or moves to the next item).
+CLOSING_BYTES = frozenset(b'"}],')
 
 
 class RowConstraint(Protocol):
@@ -109,6 +111,12 @@ class TokenTable:
         table.extend(b"" for _ in range(vocab_size - len(table)))
         self._bytes = table
         self._text = [b.decode("utf-8", errors="backslashreplace") for b in table]
+        self.closing = torch.tensor(
+            [bool(b) and all(c in CLOSING_BYTES for c in b) for b in table], dtype=torch.bool
+        )
+        eos = getattr(tokenizer, "eos_token_id", None)
+        if isinstance(eos, int) and 0 <= eos < len(table):
+            self.closing[eos] = True  # ending the answer closes everything the grammar let end
 
     def bytes_of(self, token_id: int) -> bytes:
         return self._bytes[token_id]
@@ -143,6 +151,11 @@ def _bytes_to_unicode() -> dict[int, str]:
     return {byte: chr(char) for byte, char in zip(printable, chars)}
 
 
+def wrap_up_window(max_tokens: int) -> int:
+    """How many tokens before max_tokens a grammar row starts closing what is open."""
+    return max(4, max_tokens // 4)
+
+
 def row_seed(seed: int, choice_index: int) -> int:
     """The generator seed of choice `choice_index` of a seeded request (distinct per choice)."""
     return (seed * 1_000_003 + choice_index) % (2**63 - 1)
@@ -159,11 +172,14 @@ class RowSampler:
         tokens: TokenTable | None = None,
         constraint: RowConstraint | None = None,
         choice_index: int = 0,
+        max_tokens: int | None = None,
     ) -> None:
         self.sampling = sampling
         self.tokens = tokens
         self.constraint = constraint
         self.device = device
+        self.generated = 0
+        self._wrap_up_at = None if max_tokens is None else max_tokens - wrap_up_window(max_tokens)
         self._generator: torch.Generator | None = None
         if sampling.seed is not None:
             self._generator = torch.Generator(device=device)
@@ -204,6 +220,8 @@ class RowSampler:
             width = min(len(allowed), len(scores))
             scores[width:] = float("-inf")
             scores[:width].masked_fill_(~allowed[:width], float("-inf"))
+            if self._wrap_up_at is not None and self.generated >= self._wrap_up_at:
+                self._prefer_closing(scores, allowed[:width])
         if self._bias is not None:
             scores += self._bias
         if self._counts is not None:
@@ -211,8 +229,18 @@ class RowSampler:
             scores -= (self._counts > 0).float() * self.sampling.presence_penalty
         return scores
 
+    def _prefer_closing(self, scores: torch.Tensor, allowed: torch.Tensor) -> None:
+        """Near the end of the row's budget, keep only closing punctuation where the grammar
+        allows any, so that open strings, numbers and containers end before max_tokens."""
+        if self.tokens is None:
+            return
+        closing = self.tokens.closing[: len(allowed)].to(allowed.device) & allowed
+        if bool(closing.any()):
+            scores[: len(closing)].masked_fill_(~closing, float("-inf"))
+
     def observe(self, token_id: int) -> None:
         """Count a generated token and advance the grammar (also for tokens chosen elsewhere)."""
+        self.generated += 1
         if self._counts is not None and 0 <= token_id < len(self._counts):
             self._counts[token_id] += 1
         if self.constraint is not None:
@@ -284,7 +312,8 @@ def sample_rows(
         device = logits.device
         temps = torch.tensor([samplers[i].sampling.temperature for i in plain], device=device)
         tops = torch.tensor([samplers[i].sampling.top_p for i in plain], device=device)
-        for i, token in zip(plain, sample_plain(logits[plain], temps, tops).tolist()):
+        chosen = logits if len(plain) == rows else logits[plain]
+        for i, token in zip(plain, sample_plain(chosen, temps, tops).tolist()):
             out[i] = SampledToken(int(token))
     for i in range(rows):
         if live[i] and not samplers[i].plain:

@@ -32,7 +32,7 @@ from serve_app.contracts.wire import ChatMessage, GenerationParams, ToolCall, To
 CALL_OPEN = "<tool_call>"
 CALL_CLOSE = "</tool_call>"
 _CALL_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
-_HEADER = re.compile(r'\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*')
+CALL_HEADER = re.compile(r'\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*')
 TOOLS_PREAMBLE = "Tools:\n"
 TOOLS_POSTAMBLE = (
     '\nTo call a tool, answer <tool_call>\n{"name": <tool name>, "arguments": <JSON object>}'
@@ -166,7 +166,7 @@ class ParsedAnswer:
     calls: tuple[ToolCall, ...]
 
 
-def _call_from(raw: str, names: set[str]) -> ToolCall | None:
+def call_from(raw: str, names: set[str]) -> ToolCall | None:
     try:
         obj = json.loads(raw)
     except ValueError:
@@ -178,7 +178,7 @@ def _call_from(raw: str, names: set[str]) -> ToolCall | None:
         arguments = _json_or_text(arguments)
     if not isinstance(arguments, dict):
         return None
-    header = _HEADER.match(raw)
+    header = CALL_HEADER.match(raw)
     args_text = raw[header.end() : raw.rstrip().rfind("}")].strip() if header else ""
     if not args_text or _json_or_text(args_text) != arguments:
         args_text = json.dumps(arguments, ensure_ascii=False)
@@ -193,7 +193,7 @@ def parse_tool_calls(text: str, params: GenerationParams) -> ParsedAnswer:
     names = {t.name for t in tools}
     calls: list[ToolCall] = []
     for match in _CALL_BLOCK.finditer(text):
-        call = _call_from(match.group(1), names)
+        call = call_from(match.group(1), names)
         if call is not None:
             calls.append(call)
     if not calls:

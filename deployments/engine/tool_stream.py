@@ -11,10 +11,10 @@ is not streamed (the non-streamed answer drops it the same way).
 from dataclasses import dataclass, field
 
 from deployments.engine.tool_calls import (
-    _HEADER,
     CALL_CLOSE,
+    CALL_HEADER,
     CALL_OPEN,
-    _call_from,
+    call_from,
     new_call_id,
 )
 from serve_app.contracts.wire import ToolCallDelta
@@ -84,7 +84,7 @@ class ToolStream:
         close = body.find(CALL_CLOSE)
         raw = body if close == -1 else body[:close]
         if call.args_start < 0:
-            header = _HEADER.match(raw)
+            header = CALL_HEADER.match(raw)
             if header is not None and header.group(1) in self.names:
                 call.id, call.name, call.args_start = new_call_id(), header.group(1), header.end()
                 self.pending.append(ToolCallDelta(call.index, id=call.id, name=call.name))
@@ -120,7 +120,7 @@ class ToolStream:
             self._send_args(raw, closed=True)
             self.calls += 1
             return
-        parsed = _call_from(raw, self.names)
+        parsed = call_from(raw, self.names)
         if parsed is None:
             return  # not a call of an offered tool: nothing is sent for it
         self.pending.append(ToolCallDelta(call.index, id=parsed.id, name=parsed.name))
