@@ -14,10 +14,15 @@ from typing import Any
 
 import torch
 
-from deployments.engine.sampling import RowSampler, RowSampling, sample_plain, sample_rows
+from deployments.engine.detokenize import REPLACEMENT_CHAR, IncrementalDetokenizer
+from deployments.engine.sampling import (
+    RowSampler,
+    RowSampling,
+    SampledToken,
+    sample_plain,
+    sample_rows,
+)
 from serve_app.contracts.wire import TokenLogprob
-
-REPLACEMENT_CHAR = "\ufffd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,7 @@ class RowState:
     finish_reason: str | None = None
     logprobs: list[TokenLogprob] = field(default_factory=list)
     logprobs_emitted: int = 0
+    detokenizer: IncrementalDetokenizer | None = None
 
     @property
     def finished(self) -> bool:
@@ -168,7 +174,10 @@ class BatchGenerator:
         logit_bias, top_k, logprobs, grammar); without them rows sample with their
         temperature/top_p only."""
         names = list(adapter_names) if adapter_names else None
-        rows = [RowState(params=p, input_tokens=len(ids)) for ids, p in zip(prompt_ids, params)]
+        rows = [
+            RowState(p, len(ids), detokenizer=IncrementalDetokenizer(self.tokenizer, ids))
+            for ids, p in zip(prompt_ids, params)
+        ]
         input_ids, attention = self._left_pad(prompt_ids)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         row_samplers = list(samplers) if samplers else plain_samplers(params, self.device)
@@ -207,33 +216,50 @@ class BatchGenerator:
         return ids.to(self.device), mask.to(self.device)
 
     def _advance_rows(
-        self, rows: list[RowState], picked: list[Any], samplers: Sequence[RowSampler]
+        self, rows: list[RowState], picked: list[SampledToken], samplers: Sequence[RowSampler]
     ) -> None:
         for row, sampled, sampler in zip(rows, picked, samplers):
-            if row.finished:
-                continue
-            token = sampled.token_id
-            if token == self.eos_token_id:
-                row.finish_reason = "stop"
-                continue
-            row.token_ids.append(token)
-            if sampled.logprob is not None:
-                row.logprobs.append(sampled.logprob)
-            previous_length = len(row.text)
-            row.text = self.tokenizer.decode(row.token_ids, skip_special_tokens=True)
-            self._apply_stop(row, previous_length)
-            if not row.finished and sampler.done:
-                row.finish_reason = "stop"
-            if not row.finished and len(row.token_ids) >= row.params.max_tokens:
-                row.finish_reason = "length"
+            if not row.finished:
+                advance_row(row, sampled, self.eos_token_id, sampler)
 
-    @staticmethod
-    def _apply_stop(row: RowState, previous_length: int) -> None:
-        stops = row.params.stop
-        if not stops:
-            return
-        longest = max(len(s) for s in stops)
-        index = find_stop(row.text, stops, max(0, previous_length - longest + 1))
-        if index != -1:
-            row.text = row.text[:index]
-            row.finish_reason = "stop"
+
+def advance_row(
+    row: RowState,
+    sampled: SampledToken,
+    eos_token_id: int | None,
+    sampler: RowSampler | None = None,
+) -> None:
+    """Append one sampled token to a running row: EOS, stop strings, a completed grammar and
+    max_tokens end it. Text grows incrementally (see `detokenize`); held-back partial text
+    is flushed at the end."""
+    assert row.detokenizer is not None
+    token = sampled.token_id
+    if token == eos_token_id:
+        row.finish_reason = "stop"
+        row.text += row.detokenizer.flush()
+        return
+    row.token_ids.append(token)
+    if sampled.logprob is not None:
+        row.logprobs.append(sampled.logprob)
+    previous_length = len(row.text)
+    row.text += row.detokenizer.add(token)
+    grammar_done = sampler is not None and sampler.done
+    at_limit = len(row.token_ids) >= row.params.max_tokens
+    if at_limit or grammar_done:
+        row.text += row.detokenizer.flush()
+    _apply_stop(row, previous_length)
+    if not row.finished and grammar_done:
+        row.finish_reason = "stop"
+    if not row.finished and at_limit:
+        row.finish_reason = "length"
+
+
+def _apply_stop(row: RowState, previous_length: int) -> None:
+    stops = row.params.stop
+    if not stops:
+        return
+    longest = max(len(s) for s in stops)
+    index = find_stop(row.text, stops, max(0, previous_length - longest + 1))
+    if index != -1:
+        row.text = row.text[:index]
+        row.finish_reason = "stop"

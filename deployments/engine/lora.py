@@ -67,9 +67,14 @@ class AdapterHost:
     """
 
     def __init__(
-        self, engine: BatchGenerator, paths: Mapping[str, str], device: torch.device
+        self,
+        engine: BatchGenerator,
+        paths: Mapping[str, str],
+        device: torch.device,
+        on_unload: Callable[[str], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.on_unload = on_unload  # e.g. forget the adapter's cached prompt prefixes
         self.paths = dict(paths)
         self.device = device
         self._state = threading.Lock()
@@ -153,6 +158,8 @@ class AdapterHost:
                 self._loaded.discard(adapter_id)
                 self._doomed.discard(adapter_id)
                 self.unloads += 1
+            if self.on_unload is not None:
+                self.on_unload(adapter_id)
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()

@@ -5,22 +5,24 @@ at build time. The loader is injected so tests can hand in a tiny model.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from ray import serve
 
+from deployments.engine.adapter_gate import AdapterGate, AdapterSource
+from deployments.engine.continuous import ContinuousEngine
+from deployments.engine.continuous_serving import ContinuousRequest, run_to_end, stream_chunks
 from deployments.engine.decoding import BatchGenerator, RowState, SamplingParams
+from deployments.engine.loading import LoadedModel, load_hf_model
 from deployments.engine.lora import (
     AdapterGetter,
     AdapterHost,
     AdapterSlot,
-    batching_across_adapters,
     replica_placement,
     serve_multiplexed,
 )
@@ -32,7 +34,6 @@ from serve_app.contracts.errors import (
     GatewayError,
     InternalError,
     InvalidRequestError,
-    ServiceUnavailableError,
     UpstreamTimeoutError,
 )
 from serve_app.contracts.wire import GenerationOutput, GenerationParams, StreamChunk
@@ -40,66 +41,6 @@ from serve_app.contracts.wire import GenerationOutput, GenerationParams, StreamC
 logger = logging.getLogger("ray.serve")
 # Placeholder for a runnable row's slot until its decode result replaces it.
 _UNDECODED = InternalError("The row was not decoded.")
-
-
-@dataclass(frozen=True, slots=True)
-class LoadedModel:
-    model: Any
-    tokenizer: Any
-    device: torch.device
-    max_context: int
-    metadata: dict[str, Any]
-
-
-def resolve_device(config: LocalModelConfig) -> torch.device:
-    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def resolve_dtype(config: LocalModelConfig, device: torch.device) -> torch.dtype:
-    if config.dtype != "auto":
-        return getattr(torch, config.dtype)
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
-
-
-def load_hf_model(config: LocalModelConfig) -> LoadedModel:
-    """Load a `save_pretrained` directory with transformers onto the configured device."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    device = resolve_device(config)
-    dtype = resolve_dtype(config, device)
-    tokenizer = AutoTokenizer.from_pretrained(config.path, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(config.path, dtype=dtype)
-    model = model.to(device).eval()
-    hf_config = model.config
-    max_context = int(
-        getattr(hf_config, "max_position_embeddings", None)
-        or getattr(hf_config, "n_positions", 0)
-        or tokenizer.model_max_length
-    )
-    metadata = {
-        "architecture": (hf_config.architectures or [type(model).__name__])[0],
-        "parameter_count": sum(p.numel() for p in model.parameters()),
-        "context_length": max_context,
-        "vocab_size": int(hf_config.vocab_size),
-        "dtype": str(dtype).removeprefix("torch."),
-        "device": str(device),
-    }
-    return LoadedModel(model, tokenizer, device, max_context, metadata)
-
-
-async def _finish_even_if_cancelled(work: Awaitable[None], undo: Callable[[], None]) -> None:
-    """Await `work`; if the caller is cancelled meanwhile, let it finish, `undo` it, re-raise."""
-    task = asyncio.ensure_future(work)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        undo()
-        raise
 
 
 @dataclass(slots=True)
@@ -144,6 +85,8 @@ class LocalModelServer:
         adapter_paths: Mapping[str, str] | None = None,
         loader: Callable[[LocalModelConfig], LoadedModel] = load_hf_model,
         multiplex: Callable[[Any, int], AdapterGetter] = serve_multiplexed,
+        adapter_source: AdapterSource | None = None,
+        adapter_sync_s: float = 5.0,
     ) -> None:
         self.config = LocalModelConfig.model_validate(config)
         torch.set_num_threads(self.config.torch_threads)
@@ -151,8 +94,20 @@ class LocalModelServer:
         self.engine = BatchGenerator(
             loaded.model, loaded.tokenizer, loaded.device, loaded.max_context
         )
-        self.adapters = AdapterHost(self.engine, adapter_paths or {}, loaded.device)
-        self._get_adapter = multiplex(self._load_adapter, self.config.model_cache_size)
+        self.continuous = ContinuousEngine(self.engine, self.config.batching)
+        self.adapters = AdapterHost(
+            self.engine,
+            adapter_paths or {},
+            loaded.device,
+            on_unload=self.continuous.prefix.drop_adapter,
+        )
+        self.gate = AdapterGate(
+            self.config.id,
+            self.adapters,
+            multiplex(self._load_adapter, self.config.model_cache_size),
+            adapter_source,
+            adapter_sync_s,
+        )
         self.planner = RequestPlanner(self.engine, self.config.id, self.config.grammar_cache_size)
         self.has_chat_template = self.planner.has_chat_template
         self.metadata = {**loaded.metadata, "chat_template": self.has_chat_template}
@@ -167,6 +122,7 @@ class LocalModelServer:
         """Serve calls this with the deployment's `user_config` (batching settings)."""
         batching = BatchingConfig.model_validate(user_config)
         self.batching = batching
+        self.continuous.reconfigure(batching)
         for batched in (self._generate_batch, self._stream_batch):
             batched.set_max_batch_size(batching.max_batch_size)
             batched.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
@@ -181,10 +137,29 @@ class LocalModelServer:
         )
         return _BatchItem(params, sampling)
 
+    def _request(self, params: GenerationParams) -> ContinuousRequest:
+        """One request for the continuous engine: `n` rows, checked and encoded once."""
+        sampling = self._item(params).sampling
+
+        def prepare() -> tuple[list[int], list[Any]] | GatewayError:
+            try:
+                self.planner.check(params)
+                samplers = self.planner.samplers(params)
+            except InvalidRequestError as exc:
+                return exc
+            ids = self._prepare_one(params, sampling.max_tokens)
+            return ids if isinstance(ids, GatewayError) else (ids, samplers)
+
+        return ContinuousRequest(
+            params, sampling, prepare, self._served_name(params), self.planner.parses_tools(params)
+        )
+
     async def generate(self, params: GenerationParams) -> GenerationOutput:
         self.ongoing += 1
         try:
-            async with self._adapter_pinned(params.adapter):
+            async with self._adapter_pinned(params):
+                if self.batching.mode == "continuous":
+                    return await run_to_end(self.continuous, self._request(params))
                 result = await self._generate_batch(self._item(params))
         finally:
             self.ongoing -= 1
@@ -197,7 +172,11 @@ class LocalModelServer:
         item = self._item(params)
         self.ongoing += 1
         try:
-            async with self._adapter_pinned(params.adapter):
+            async with self._adapter_pinned(params):
+                if self.batching.mode == "continuous":
+                    async for chunk in stream_chunks(self.continuous, self._request(params)):
+                        yield chunk
+                    return
                 async for chunks in self._stream_batch(item):
                     if isinstance(chunks, GatewayError):
                         raise chunks
@@ -208,36 +187,12 @@ class LocalModelServer:
             self.ongoing -= 1
 
     async def _load_adapter(self, adapter_id: str) -> AdapterSlot:
+        if adapter_id not in self.adapters.paths:  # deleted meanwhile (run-time adapters)
+            raise KeyError(adapter_id)
         return await asyncio.to_thread(self.adapters.load, adapter_id)
 
-    @contextlib.asynccontextmanager
-    async def _adapter_pinned(self, adapter_id: str | None) -> AsyncIterator[None]:
-        """Load the adapter through the LRU and keep it loaded while the request runs; the
-        request then batches with every other request of this base model."""
-        if adapter_id is None:
-            yield
-            return
-        if adapter_id not in self.adapters.paths:
-            raise InvalidRequestError(
-                f"Model {self.config.id!r} has no adapter {adapter_id!r}.", param="model"
-            )
-        try:
-            await self._get_adapter(adapter_id)
-        except Exception as exc:
-            logger.warning("adapter %s failed to load: %r", adapter_id, exc)
-            raise ServiceUnavailableError(
-                f"The fine-tune {adapter_id!r} could not be loaded.", code="adapter_unavailable"
-            ) from None
-        if not self.adapters.try_pin(adapter_id):  # evicted meanwhile by another request
-            await _finish_even_if_cancelled(
-                asyncio.to_thread(self.adapters.load_and_pin, adapter_id),
-                undo=lambda: self.adapters.unpin(adapter_id),
-            )
-        try:
-            with batching_across_adapters():
-                yield
-        finally:
-            self.adapters.unpin(adapter_id)
+    def _adapter_pinned(self, params: GenerationParams) -> Any:
+        return self.gate.pinned(params.adapter, params.adapter_path)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _generate_batch(
@@ -263,7 +218,9 @@ class LocalModelServer:
         pending: list[Any] = [p if isinstance(p, GatewayError) else None for p in prepared]
         rows_of = self._rows(items, prepared)
         for item in items:
-            item.streams = ChoiceStreams(item.params, self._served_name(item), self._tools(item))
+            item.streams = ChoiceStreams(
+                item.params, self._served_name(item.params), self._tools(item)
+            )
         steps = (
             self.engine.stream(
                 rows_of.prompt_ids,
@@ -327,18 +284,18 @@ class LocalModelServer:
             except InvalidRequestError as exc:
                 prepared.append(exc)
                 continue
-            try:
-                prompt_ids = self.engine.encode(self._prompt_text(item.params))
-            except Exception as exc:  # e.g. a chat template rejecting the message order
-                prepared.append(
-                    InvalidRequestError(
-                        f"The messages cannot be rendered for this model: {exc}", param="messages"
-                    )
-                )
-                continue
-            error = self._context_error(len(prompt_ids), item.sampling.max_tokens)
-            prepared.append(error or prompt_ids)
+            prepared.append(self._prepare_one(item.params, item.sampling.max_tokens))
         return prepared
+
+    def _prepare_one(self, params: GenerationParams, max_tokens: int) -> list[int] | GatewayError:
+        """Encode one prompt (off the event loop) and check that it fits the context."""
+        try:
+            prompt_ids = self.engine.encode(self._prompt_text(params))
+        except Exception as exc:  # e.g. a chat template rejecting the message order
+            return InvalidRequestError(
+                f"The messages cannot be rendered for this model: {exc}", param="messages"
+            )
+        return self._context_error(len(prompt_ids), max_tokens) or prompt_ids
 
     def _run_batch(self, items: list[_BatchItem]) -> list[GenerationOutput | GatewayError]:
         with self.adapters.pinned([item.params.adapter for item in items]):
@@ -362,7 +319,7 @@ class LocalModelServer:
                 results[index] = to_output(
                     item.params,
                     rows_of.of_item(rows, index),
-                    self._served_name(item),
+                    self._served_name(item.params),
                     self._tools(item),
                 )
         return results
@@ -385,17 +342,25 @@ class LocalModelServer:
         limit = self.engine.max_context
         if prompt_tokens == 0:
             return InvalidRequestError("The prompt encodes to no tokens.", param="prompt")
+        if prompt_tokens >= limit:
+            return InvalidRequestError(
+                f"The prompt has {prompt_tokens} tokens; this model's context is {limit} "
+                "tokens. Shorten the prompt.",
+                param="prompt",
+                code="context_length_exceeded",
+            )
         if prompt_tokens + max_tokens > limit:
             return InvalidRequestError(
-                f"This model's context is {limit} tokens; the prompt has {prompt_tokens} and "
-                f"max_tokens asks for {max_tokens}. Shorten the prompt or lower max_tokens.",
+                f"max_tokens is {max_tokens}, but this model's context of {limit} tokens leaves "
+                f"{limit - prompt_tokens} after the {prompt_tokens}-token prompt. Lower "
+                "max_tokens or shorten the prompt.",
                 param="max_tokens",
                 code="context_length_exceeded",
             )
         return None
 
-    def _served_name(self, item: _BatchItem) -> str:
-        return item.params.adapter or self.config.id
+    def _served_name(self, params: GenerationParams) -> str:
+        return params.adapter or self.config.id
 
     async def count_tokens(self, params: GenerationParams) -> int:
         """Input tokens of `params` as this model sees them (its tokenizer and chat template),
@@ -404,14 +369,29 @@ class LocalModelServer:
 
     def describe(self) -> dict[str, Any]:
         """Model metadata and batching figures for /api/v1/models and /api/v1/status."""
-        average = self.batched_requests / self.batches if self.batches else 0.0
+        engine = self.continuous
+        if self.batching.mode == "continuous":  # decode steps and the rows each one served
+            batches, rows = engine.steps, engine.stepped_rows
+        else:
+            batches, rows = self.batches, self.batched_requests
         return {
             "metadata": self.metadata,
-            "batches": self.batches,
-            "batched_requests": self.batched_requests,
-            "average_batch_size": round(average, 3),
+            "batching_mode": self.batching.mode,
+            "batches": batches,
+            "batched_requests": rows,
+            "average_batch_size": round(rows / batches, 3) if batches else 0.0,
             "max_batch_size": self.batching.max_batch_size,
             "ongoing_requests": self.ongoing,
+            "continuous": {
+                "running": len(engine.running),
+                "waiting": engine.waiting,
+                "admitted": engine.admitted,
+                "prefix_cache": {
+                    "tokens": engine.prefix.tokens,
+                    "hits": engine.prefix.hits,
+                    "reused_tokens": engine.prefix.reused_tokens,
+                },
+            },
             "adapters": {
                 "configured": sorted(self.adapters.paths),
                 "loaded": self.adapters.loaded,

@@ -83,3 +83,17 @@ responses = Table(
     Column("body", Text, nullable=False),
     Column("conversation", Text, nullable=False),
 )
+
+# LoRA adapters registered at run time (`/api/v1/admin/adapters`); `price` and `fallbacks`
+# are JSON text.
+lora_adapters = Table(
+    "lora_adapters",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("base", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("price", Text),
+    Column("fallbacks", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)

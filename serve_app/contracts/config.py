@@ -27,11 +27,41 @@ class StrictModel(BaseModel):
 
 
 class BatchingConfig(StrictModel):
+    mode: Literal["continuous", "static"] = Field(
+        "continuous",
+        description="`continuous`: rows join the running batch at the next decode step and "
+        "leave as soon as they end; `static`: `@serve.batch` batches decoded to their end.",
+    )
     max_batch_size: int = Field(
-        8, ge=1, le=256, description="Most requests one forward pass serves (`@serve.batch`)."
+        8,
+        ge=1,
+        le=256,
+        description="Most rows one decode step serves (continuous: the running batch; "
+        "static: one `@serve.batch` batch).",
     )
     batch_wait_timeout_s: float = Field(
-        0.01, ge=0, le=5, description="How long a partial batch waits for more requests."
+        0.01, ge=0, le=5, description="Static mode: how long a partial batch waits for more."
+    )
+    max_waiting: int = Field(
+        256,
+        ge=1,
+        description="Continuous mode: requests waiting for a slot; past it a request gets 503 "
+        "`backpressure` at once.",
+    )
+    max_prefill_tokens: int = Field(
+        512,
+        ge=1,
+        description="Continuous mode: prompt tokens prefilled between two decode steps (at "
+        "least one request each step), so newcomers never stall the running rows for long.",
+    )
+    prefix_cache_tokens: int = Field(
+        8192,
+        ge=0,
+        description="Continuous mode: KV of prompt prefixes kept for reuse, in tokens "
+        "(least recently used dropped); 0 turns prefix reuse off.",
+    )
+    prefix_block_tokens: int = Field(
+        16, ge=1, le=1024, description="Prefixes are reused in whole blocks of this many tokens."
     )
 
 
@@ -157,6 +187,34 @@ class AdapterConfig(StrictModel):
     fallbacks: list[str] = Field(
         default_factory=list, description=FALLBACKS_DESCRIPTION, max_length=8
     )
+
+
+class AdaptersConfig(StrictModel):
+    """LoRA fine-tunes: declared here, or registered at run time (`/api/v1/admin/adapters`).
+
+    A plain list under `adapters:` is read as `declared` (the older form)."""
+
+    declared: list[AdapterConfig] = Field(
+        default_factory=list, description="LoRA fine-tunes, each over one of `models`."
+    )
+    allowed_roots: list[str] = Field(
+        default_factory=list,
+        description="Directories under which an adapter registered at run time must lie "
+        "(resolved, symlinks followed); empty: run-time registration is refused.",
+    )
+    store_url: str | None = Field(
+        None,
+        description="Database of run-time adapters; default `auth.key_store_url`, else the "
+        "ledger's.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list_is_declared(cls, value: Any) -> Any:
+        return {"declared": value} if isinstance(value, list) else value
+
+    def __len__(self) -> int:
+        return len(self.declared)
 
 
 class CircuitBreakerConfig(StrictModel):
@@ -511,8 +569,9 @@ class GatewayConfig(StrictModel):
 
     ingress: IngressConfig = Field(default_factory=IngressConfig)
     models: list[LocalModelConfig] = Field(default_factory=list, description="Local models.")
-    adapters: list[AdapterConfig] = Field(
-        default_factory=list, description="LoRA fine-tunes, each over one of `models`."
+    adapters: AdaptersConfig = Field(
+        default_factory=AdaptersConfig,
+        description="LoRA fine-tunes (a list: the declared ones) and run-time registration.",
     )
     circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
     commercial: CommercialConfig | None = Field(
@@ -532,7 +591,7 @@ class GatewayConfig(StrictModel):
             if model.id in RESERVED_DEPLOYMENT_NAMES:
                 raise ValueError(f"model id {model.id!r} is reserved for a gateway deployment")
             seen.add(model.id)
-        for adapter in self.adapters:
+        for adapter in self.adapters.declared:
             if adapter.id in seen or adapter.id in RESERVED_DEPLOYMENT_NAMES:
                 raise ValueError(f"adapter id {adapter.id!r} is already a model id")
             if adapter.base not in {model.id for model in self.models}:
@@ -563,5 +622,9 @@ class GatewayConfig(StrictModel):
 
     def local_ids(self) -> set[str]:
         """Ids of local models and adapters (adapters also answer as `<base>:<id>`)."""
-        ids = {model.id for model in self.models} | {a.id for a in self.adapters}
-        return ids | {f"{a.base}:{a.id}" for a in self.adapters}
+        declared = self.adapters.declared
+        ids = {model.id for model in self.models} | {a.id for a in declared}
+        return ids | {f"{a.base}:{a.id}" for a in declared}
+
+    def adapter_store_url(self) -> str:
+        return self.adapters.store_url or self.auth.key_store_url or self.ledger.url

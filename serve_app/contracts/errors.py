@@ -79,6 +79,11 @@ class NotFoundError(GatewayError):
     error_type = "not_found_error"
 
 
+class ConflictError(GatewayError):
+    status_code = 409
+    error_type = "conflict_error"
+
+
 class MethodNotAllowedError(GatewayError):
     status_code = 405
     error_type = "method_not_allowed"

@@ -136,6 +136,7 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     messages: tuple[ChatMessage, ...] = field(default=())
     adapter: str | None = None  # LoRA fine-tune to apply over the deployment's base model
+    adapter_path: str | None = None  # where to load it from (adapters registered at run time)
     deadline: float | None = None  # wall-clock time (time.time()) after which to give up
     # Sampling beyond temperature/top_p (None / empty: the model's own behaviour).
     n: int = 1

@@ -1,9 +1,12 @@
 """The model catalog as the ingress sees it: model id -> where to send it and what it costs."""
 
+import dataclasses
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from serve_app.access.adapter_store import RuntimeAdapter
 from serve_app.contracts.config import (
     AdapterConfig,
     CommercialModelConfig,
@@ -15,6 +18,7 @@ from serve_app.contracts.config import (
 from serve_app.contracts.errors import model_not_found
 
 ModelType = Literal["fine_tuned", "commercial"]
+logger = logging.getLogger("ray.serve")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,7 @@ class ModelRoute:
     dimensions: int | None = None  # an embedding model's vector length (None: unknown)
     shortenable: bool = False  # an embedding model that takes `dimensions`
     vision: bool = False  # takes images (commercial catalog `vision: true`)
+    adapter_path: str | None = None  # set for adapters registered at run time
 
     def resolve_max_tokens(self, requested: int | None) -> int:
         if requested is not None:
@@ -96,6 +101,23 @@ def adapter_route(adapter: AdapterConfig, base: LocalModelConfig, handle: Any) -
     )
 
 
+def runtime_adapter_route(
+    adapter: RuntimeAdapter, base: LocalModelConfig, handle: Any
+) -> ModelRoute:
+    """An adapter registered at run time: its path travels with each request, so the base
+    model's replicas load it on demand without a redeploy."""
+    declared = AdapterConfig(
+        id=adapter.id,
+        base=adapter.base,
+        path=adapter.path,
+        description=adapter.description,
+        price=PriceConfig.model_validate(adapter.price) if adapter.price else None,
+        fallbacks=list(adapter.fallbacks),
+    )
+    route = adapter_route(declared, base, handle)
+    return dataclasses.replace(route, adapter_path=adapter.path)
+
+
 def commercial_route(model: CommercialModelConfig, handle: Any) -> ModelRoute:
     return ModelRoute(
         model_id=model.id,
@@ -121,14 +143,24 @@ def commercial_route(model: CommercialModelConfig, handle: Any) -> ModelRoute:
 
 
 class ModelCatalog:
-    """Immutable map of model ids to routes, built once per ingress replica."""
+    """Model ids to routes: the configured ones (fixed for the replica's life) and the
+    adapters registered at run time (replaced as a whole by `set_runtime`)."""
 
-    def __init__(self, routes: list[ModelRoute]) -> None:
+    def __init__(
+        self,
+        routes: list[ModelRoute],
+        bases: Mapping[str, LocalModelConfig] | None = None,
+        handles: Mapping[str, Any] | None = None,
+    ) -> None:
         self._routes = {route.model_id: route for route in routes}
         # A fine-tune also answers as `<base>:<adapter>`.
         self._aliases = {
             f"{route.deployment}:{route.adapter}": route for route in routes if route.adapter
         }
+        self._bases = dict(bases or {})
+        self._handles = dict(handles or {})
+        self._runtime: dict[str, ModelRoute] = {}
+        self.runtime_version = -1
 
     @classmethod
     def from_config(cls, config: GatewayConfig, handles: Mapping[str, Any]) -> "ModelCatalog":
@@ -136,7 +168,7 @@ class ModelCatalog:
         bases = {model.id: model for model in config.models}
         routes += [
             adapter_route(adapter, bases[adapter.base], handles[adapter.base])
-            for adapter in config.adapters
+            for adapter in config.adapters.declared
         ]
         if config.commercial is not None:
             routes += [
@@ -144,10 +176,34 @@ class ModelCatalog:
                 for model in config.commercial.models
                 if model.provider in handles
             ]
-        return cls(routes)
+        return cls(routes, bases, handles)
+
+    def is_configured(self, model_id: str) -> bool:
+        return model_id in self._routes or model_id in self._aliases
+
+    def is_local_base(self, model_id: str) -> bool:
+        return model_id in self._bases
+
+    def set_runtime(self, adapters: list[RuntimeAdapter], version: int) -> None:
+        """Replace the run-time adapters (a configured id keeps its configured route)."""
+        runtime: dict[str, ModelRoute] = {}
+        for adapter in adapters:
+            base = self._bases.get(adapter.base)
+            clash = self.is_configured(adapter.id) or self.is_configured(
+                f"{adapter.base}:{adapter.id}"
+            )
+            if base is None or clash:
+                logger.warning("run-time adapter %s skipped: base gone or id taken", adapter.id)
+                continue
+            route = runtime_adapter_route(adapter, base, self._handles[adapter.base])
+            runtime[adapter.id] = runtime[f"{adapter.base}:{adapter.id}"] = route
+        self._runtime = runtime
+        self.runtime_version = version
 
     def find(self, model_id: str) -> ModelRoute | None:
-        return self._routes.get(model_id) or self._aliases.get(model_id)
+        return (
+            self._routes.get(model_id) or self._aliases.get(model_id) or self._runtime.get(model_id)
+        )
 
     def get(self, model_id: str) -> ModelRoute:
         route = self.find(model_id)
@@ -156,7 +212,8 @@ class ModelCatalog:
         return route
 
     def __iter__(self) -> Iterator[ModelRoute]:
-        return iter(self._routes.values())
+        yield from self._routes.values()
+        yield from (r for key, r in self._runtime.items() if key == r.model_id)
 
     def __len__(self) -> int:
-        return len(self._routes)
+        return len(self._routes) + sum(1 for k, r in self._runtime.items() if k == r.model_id)

@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import math
 import time
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ from serve_app.contracts.wire import (
     StreamChunk,
     prompt_chars,
 )
+from serve_app.core.adapter_admin import AdapterAdmin
 from serve_app.core.breakers import CircuitBreakers
 from serve_app.core.cache import ResponseCache
 from serve_app.core.cached_calls import CachedCalls
@@ -38,6 +40,7 @@ from serve_app.core.catalog import ModelCatalog, ModelRoute
 from serve_app.core.handle_calls import call_with_deadline
 from serve_app.core.metrics import in_flight_until_accounted
 from serve_app.core.probes import DeploymentProbe
+from serve_app.core.runtime_adapters import RuntimeAdapters
 from serve_app.core.stats import ModelCounters
 from serve_app.core.streaming import ChunkStream, estimate_prompt_tokens, open_stream
 from serve_app.core.traced_calls import traced_call_model, traced_open_stream_once
@@ -53,10 +56,12 @@ class Gateway(CachedCalls):
         metrics: Any = None,
         cache: ResponseCache | None = None,
         tracing: Tracing | None = None,
+        runtime_adapters: RuntimeAdapters | None = None,
     ) -> None:
         self.config = config
         self.catalog = ModelCatalog.from_config(config, handles)
-        self.counters = {route.model_id: ModelCounters() for route in self.catalog}
+        self.counters: dict[str, ModelCounters] = defaultdict(ModelCounters)
+        self.adapters = AdapterAdmin(config, self.catalog, runtime_adapters)
         self.ledger = ledger or Ledger(config.ledger)
         self.admission = admission or Admission(config, None, None)
         self.metrics = metrics
@@ -117,6 +122,7 @@ class Gateway(CachedCalls):
             messages=messages,
             adapter=route.adapter,
             **(options or {}),
+            adapter_path=route.adapter_path,
         )
         check_limits(self.config.ingress, params, image_at)
         check_capabilities(route, params, image_at)
@@ -126,6 +132,7 @@ class Gateway(CachedCalls):
         self, ctx: RequestContext, model_id: str, **request: Any
     ) -> tuple[ModelRoute, GenerationParams]:
         """`prepare` (limits, defaults) then admission (permission, budget, rate limits)."""
+        await self.adapters.sync()
         route, params = self.prepare(model_id, ctx.request_id, **request)
         await self.admission.admit(ctx, params, self.max_cost(route, params))
         return route, params
@@ -177,6 +184,7 @@ class Gateway(CachedCalls):
     ) -> dict[str, Any]:
         """One non-streamed generation (`request`: `prepare`'s keyword arguments)."""
         rid = request_id or ctx.request_id
+        await self.adapters.sync()
         route, params = self.prepare(model_id, rid, **request)
         await self.admission.admit(ctx, params, self.max_cost(route, params))
         used, output, latency_ms, cost = await self.complete(route, params, ctx, use_cache)

@@ -10,6 +10,7 @@ from serve_app.http.console import mount_console
 from serve_app.http.error_handlers import install_error_handlers
 from serve_app.http.middleware import RequestContextMiddleware
 from serve_app.http.routes import (
+    adapters,
     admin,
     anthropic_compat,
     commercial,
@@ -40,8 +41,8 @@ def create_app(
     )
     app.state.gateway = gateway
     install_error_handlers(app)
-    modules = (native, commercial, usage, admin, openai_compat, embeddings, responses_api)
-    for module in (*modules, anthropic_compat):
+    modules = (native, commercial, usage, admin, adapters, openai_compat, embeddings)
+    for module in (*modules, responses_api, anthropic_compat):
         app.include_router(module.router)
     if config.ui.enabled:
         mount_console(app)
@@ -49,7 +50,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=config.security.cors_origins,
-            allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=[
                 "authorization",
                 "x-api-key",

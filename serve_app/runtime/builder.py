@@ -5,6 +5,7 @@ after the model id), one autoscaled proxy per commercial provider, the shared ra
 and the FastAPI ingress holding a handle to each model and provider deployment.
 """
 
+import functools
 import logging
 from typing import Any
 
@@ -14,6 +15,7 @@ from ray.serve.deployment import Deployment
 
 from deployments.limits.rate_limiter import RateLimiter
 from deployments.providers.proxy import ProviderProxy
+from serve_app.access.adapter_store import live_adapter_paths
 from serve_app.contracts.config import AdapterConfig, GatewayConfig, LocalModelConfig
 from serve_app.runtime.config_check import validate_args
 from serve_app.runtime.ingress import GatewayIngress
@@ -34,11 +36,14 @@ def as_deployment(cls: type) -> Deployment:
     return deployment
 
 
-def local_model_deployment(model: LocalModelConfig, adapters: list[AdapterConfig]) -> Application:
-    """One deployment per base model; its LoRA fine-tunes are multiplexed onto it. The
-    engine (torch, transformers) is imported only when there is a local model to bind: the
-    process that builds a commercial-only graph, and whatever Ray reuses it for, never
-    loads torch."""
+def local_model_deployment(
+    model: LocalModelConfig, adapters: list[AdapterConfig], config: GatewayConfig | None = None
+) -> Application:
+    """One deployment per base model; its LoRA fine-tunes are multiplexed onto it. With
+    `adapters.allowed_roots` set, its replicas also poll the run-time adapters of this base
+    (every `auth.cache_ttl_s`) to drop the deleted ones. The engine (torch, transformers) is
+    imported only when there is a local model to bind: the process that builds a
+    commercial-only graph, and whatever Ray reuses it for, never loads torch."""
     from deployments.engine.embedder import LocalEmbeddingServer
     from deployments.engine.server import LocalModelServer
 
@@ -51,7 +56,15 @@ def local_model_deployment(model: LocalModelConfig, adapters: list[AdapterConfig
         **options,
     )
     paths = {adapter.id: adapter.path for adapter in adapters if adapter.base == model.id}
-    return deployment.bind(model.model_dump(mode="json"), paths)
+    if model.task == "embed":  # an embedding model takes no adapters
+        return deployment.bind(model.model_dump(mode="json"), paths)
+    source = None
+    if config is not None and config.adapters.allowed_roots:
+        source = functools.partial(live_adapter_paths, config.adapter_store_url(), model.id)
+    sync_s = config.auth.cache_ttl_s if config is not None else 5.0
+    return deployment.bind(
+        model.model_dump(mode="json"), paths, adapter_source=source, adapter_sync_s=sync_s
+    )
 
 
 def limiter_deployment() -> Application:
@@ -81,7 +94,10 @@ def needs_shared_limiter(config: GatewayConfig) -> bool:
 
 def bind_graph(config: GatewayConfig) -> Application:
     limiter = limiter_deployment() if needs_shared_limiter(config) else None
-    handles = {model.id: local_model_deployment(model, config.adapters) for model in config.models}
+    handles = {
+        model.id: local_model_deployment(model, config.adapters.declared, config)
+        for model in config.models
+    }
     if limiter is not None:
         handles.update(provider_deployments(config, limiter))
     ingress = as_deployment(serve.ingress()(GatewayIngress)).options(

@@ -109,7 +109,7 @@ def check_fallbacks(config: GatewayConfig) -> None:
     known = config.local_ids() | {model.id for model in commercial}
     declared: list[LocalModelConfig | AdapterConfig | CommercialModelConfig] = [
         *config.models,
-        *config.adapters,
+        *config.adapters.declared,
         *commercial,
     ]
     for model in declared:

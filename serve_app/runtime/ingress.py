@@ -9,7 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy import Engine
 
+from serve_app.access.adapter_store import AdapterStore
 from serve_app.access.admission import Admission, HandleLimiter, Limiter
 from serve_app.access.key_cache import KeyCache
 from serve_app.access.key_store import KeyStore
@@ -18,6 +20,7 @@ from serve_app.accounting.usage_store import UsageStore, open_engine
 from serve_app.contracts.config import GatewayConfig
 from serve_app.contracts.tracing import tracing_from_env
 from serve_app.core.gateway import Gateway
+from serve_app.core.runtime_adapters import RuntimeAdapters
 from serve_app.http.app import create_app
 
 logger = logging.getLogger("ray.serve")
@@ -47,6 +50,17 @@ def make_metrics() -> Any:
     from serve_app.core.metrics import GatewayMetrics
 
     return GatewayMetrics()
+
+
+def runtime_adapters(config: GatewayConfig, engine: Engine) -> RuntimeAdapters | None:
+    """The registry of run-time adapters (in the ledger's database, `engine`, unless
+    `adapters.store_url` names another); none while `adapters.allowed_roots` is empty."""
+    if not config.adapters.allowed_roots:
+        return None
+    url = config.adapter_store_url()
+    if url != config.ledger.url:
+        engine = open_engine(url, config.auto_migrate())
+    return RuntimeAdapters(AdapterStore(engine), config.auth.cache_ttl_s)
 
 
 class GatewayIngress:
@@ -82,6 +96,7 @@ class GatewayIngress:
             admission=admission,
             metrics=metrics,
             tracing=tracing,
+            runtime_adapters=runtime_adapters(gateway_config, engine),
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:

@@ -92,6 +92,7 @@ async def status(request: Request, gateway: Gateway = Depends(get_gateway)) -> R
 async def list_models(
     gateway: Gateway = Depends(get_gateway), _: RequestContext = Depends(get_context)
 ) -> Response:
+    await gateway.adapters.sync()
     return json_response({"models": await gateway.probe.list_models()})
 
 
@@ -101,6 +102,7 @@ async def get_model(
     gateway: Gateway = Depends(get_gateway),
     _: RequestContext = Depends(get_context),
 ) -> Response:
+    await gateway.adapters.sync()
     return json_response(await gateway.probe.get_model(model_id))
 
 

@@ -107,6 +107,7 @@ async def completions(
 async def models(
     gateway: Gateway = Depends(get_gateway), _: RequestContext = Depends(get_context)
 ) -> Response:
+    await gateway.adapters.sync()
     owners = [
         (r.model_id, "llm-gateway" if r.provider == "local" else r.provider)
         for r in gateway.catalog

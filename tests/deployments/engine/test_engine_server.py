@@ -36,12 +36,13 @@ def runner(engine_runner: asyncio.Runner) -> asyncio.Runner:
     return engine_runner
 
 
-@pytest.fixture(scope="module")
-def server(outside_serve: Any, demo_model_dir: Path) -> LocalModelServer:
+@pytest.fixture(scope="module", params=["continuous", "static"])
+def server(outside_serve: Any, demo_model_dir: Path, request: Any) -> LocalModelServer:
+    """Every test runs on both engines: continuous batching and the static path."""
     config = {
         "id": "demo",
         "path": str(demo_model_dir),
-        "batching": {"max_batch_size": 8, "batch_wait_timeout_s": 0.05},
+        "batching": {"max_batch_size": 8, "batch_wait_timeout_s": 0.05, "mode": request.param},
     }
     return LocalModelServer(config, loader=load_hf_model)
 
@@ -60,11 +61,17 @@ def test_concurrent_calls_batch_and_answer_like_single_calls(
             )
         )
 
-    before = server.batched_requests, server.batches
+    described = server.describe()
+    before = described["batched_requests"], described["batches"]
     outputs = runner.run(scenario())
     assert {o.text for o in outputs} == {SAMPLE_ANSWER}
-    assert server.batched_requests - before[0] == 4
-    assert server.batches - before[1] < 4  # at least two requests shared a batch
+    described = server.describe()
+    rows, batches = described["batched_requests"] - before[0], described["batches"] - before[1]
+    if described["batching_mode"] == "static":
+        assert rows == 4 and batches < 4  # at least two requests shared a batch
+    else:  # decode steps: rows that decoded together share a step
+        tokens = sum(o.output_tokens for o in outputs)
+        assert rows <= tokens and batches < rows
 
 
 def test_chat_messages_use_the_tokenizer_chat_template(
@@ -118,21 +125,30 @@ def random_model_loader(config: LocalModelConfig) -> LoadedModel:
     )
 
 
+@pytest.mark.parametrize("mode", ["continuous", "static"])
 def test_closing_a_stream_stops_its_decode_within_a_step(
-    demo_model_dir: Path, runner: asyncio.Runner
+    demo_model_dir: Path, runner: asyncio.Runner, mode: str
 ) -> None:
-    config = {"id": "rand", "path": str(demo_model_dir), "max_new_tokens": 400}
+    config = {
+        "id": "rand",
+        "path": str(demo_model_dir),
+        "max_new_tokens": 400,
+        "batching": {"mode": mode},
+    }
     server = LocalModelServer(config, loader=random_model_loader)
     server.engine.eos_token_id = None
-    steps = 0
+    static_steps = 0
     advance = server.engine._advance_rows
 
     def counting_advance(*args: Any) -> None:
-        nonlocal steps
-        steps += 1
+        nonlocal static_steps
+        static_steps += 1
         advance(*args)
 
     server.engine._advance_rows = counting_advance  # type: ignore[method-assign]
+
+    def steps() -> int:
+        return static_steps if mode == "static" else server.continuous.steps
 
     async def scenario() -> tuple[int, int, int]:
         stream = server.generate_stream(params(prompt="hello", max_tokens=400))
@@ -143,9 +159,9 @@ def test_closing_a_stream_stops_its_decode_within_a_step(
                 break
         await stream.aclose()
         await asyncio.sleep(0.5)
-        settled = steps
+        settled = steps()
         await asyncio.sleep(0.5)
-        return received, settled, steps
+        return received, settled, steps()
 
     received, settled, later = runner.run(scenario())
     assert received == 3
@@ -173,3 +189,26 @@ def test_a_prompt_that_cannot_be_rendered_fails_only_its_row(
     assert isinstance(bad, InvalidRequestError) and bad.param == "messages"
     assert "alternate" in bad.message
     assert good.text == SAMPLE_ANSWER
+
+
+def test_n_seed_and_logprobs_work_on_both_engines(
+    server: LocalModelServer, runner: asyncio.Runner
+) -> None:
+    """Issue 12's per-row sampling runs in whichever engine the model uses."""
+    asked = params(n=2, temperature=1.0, seed=7, logprobs=True, top_logprobs=2, max_tokens=12)
+
+    async def scenario() -> list[Any]:
+        first = await server.generate(asked)
+        again = await server.generate(asked)
+        chunks = await collect(server, asked)
+        return [first, again, chunks]
+
+    first, again, chunks = runner.run(scenario())
+    assert len(first.more_choices) == 1
+    assert (first.text, first.more_choices[0].text) == (again.text, again.more_choices[0].text)
+    assert first.logprobs is not None and len(first.logprobs[0].top) == 2
+    streamed = {0: "", 1: ""}
+    for chunk in chunks:
+        streamed[chunk.index] += chunk.text
+    assert streamed == {0: first.text, 1: first.more_choices[0].text}
+    assert {c.index for c in chunks if c.finish_reason} == {0, 1}

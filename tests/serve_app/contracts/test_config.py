@@ -211,7 +211,7 @@ def test_adapters_validate_and_answer_under_their_alias() -> None:
     from tests.fakes.handles import FakeHandle
 
     config = validate_args(_args([_shout(fallbacks=["demo"])]), "t", {})
-    assert config.adapters[0].base == "demo" and config.adapters[0].price is None
+    assert config.adapters.declared[0].base == "demo" and config.adapters.declared[0].price is None
     assert config.local_ids() == {"demo", "other", "demo-shout", "demo:demo-shout"}
     catalog = ModelCatalog.from_config(config, {"demo": FakeHandle(), "other": FakeHandle()})
     assert catalog.get("demo:demo-shout") is catalog.get("demo-shout")
@@ -229,8 +229,8 @@ def test_adapters_validate_and_answer_under_their_alias() -> None:
         (_args([_shout(id="openai")]), ("openai",)),
         (_args([_shout(), _shout()]), ("demo-shout", "already a model id")),
         (_args([_shout(id="gpt-x")], [_gpt()]), ("gpt-x", "both local and commercial")),
-        (_args([_shout(path="")]), ("adapters.0.path",)),
-        (_args([_shout(rank=8)]), ("adapters.0.rank: unknown key",)),
+        (_args([_shout(path="")]), ("adapters.declared.0.path",)),
+        (_args([_shout(rank=8)]), ("adapters.declared.0.rank: unknown key",)),
     ],
     ids=["unknown-base", "model-id", "reserved", "twice", "commercial-id", "no-path", "extra"],
 )
@@ -262,7 +262,9 @@ def test_a_model_id_equal_to_an_adapter_alias_is_refused() -> None:
 def test_known_fallbacks_are_accepted(args: dict[str, object]) -> None:
     config = validate_args(args, "t", {})
     commercial = config.commercial.models if config.commercial else []
-    declared = [m.fallbacks for m in config.models] + [a.fallbacks for a in config.adapters]
+    declared = [m.fallbacks for m in config.models] + [
+        a.fallbacks for a in config.adapters.declared
+    ]
     assert any(declared + [c.fallbacks for c in commercial])
 
 
