@@ -9,10 +9,11 @@ itself, choices 1..n-1 go to `more_choices`, token counts cover every choice.
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from deployments.engine.chat_template import render_chat_prompt
-from deployments.engine.decoding import RowState
+from deployments.engine.decoding import RowState, SamplingParams
 from deployments.engine.grammar import Grammars
 from deployments.engine.sampling import (
     MAX_TOP_LOGPROBS,
@@ -31,6 +32,32 @@ from deployments.engine.tool_calls import (
 from deployments.engine.tool_stream import ToolStream
 from serve_app.contracts.errors import InvalidRequestError
 from serve_app.contracts.wire import Choice, GenerationOutput, GenerationParams, StreamChunk
+
+
+@dataclass(slots=True)
+class BatchRows:
+    """The rows of a batch's runnable requests, `n` per request, in request order."""
+
+    prompt_ids: list[list[int]] = field(default_factory=list)
+    sampling: list[SamplingParams] = field(default_factory=list)
+    samplers: list[RowSampler] = field(default_factory=list)
+    item_of_row: list[int] = field(default_factory=list)
+
+    def add(
+        self,
+        index: int,
+        prompt_ids: list[int],
+        sampling: SamplingParams,
+        samplers: list[RowSampler],
+    ) -> None:
+        for sampler in samplers:
+            self.prompt_ids.append(prompt_ids)
+            self.sampling.append(sampling)
+            self.samplers.append(sampler)
+            self.item_of_row.append(index)
+
+    def of_item(self, rows: list[RowState], index: int) -> list[RowState]:
+        return [row for row, owner in zip(rows, self.item_of_row) if owner == index]
 
 
 class RequestPlanner:

@@ -27,7 +27,7 @@ from deployments.engine.lora import (
     serve_multiplexed,
 )
 from deployments.engine.metrics import EngineMetrics
-from deployments.engine.requests import ChoiceStreams, RequestPlanner, to_output
+from deployments.engine.requests import BatchRows, ChoiceStreams, RequestPlanner, to_output
 from deployments.engine.sampling import RowSampler
 from serve_app.contracts.config import BatchingConfig, LocalModelConfig
 from serve_app.contracts.errors import (
@@ -50,26 +50,6 @@ class _BatchItem:
     cancelled: bool = False
     samplers: list[RowSampler] = field(default_factory=list)  # one per choice (`n`)
     streams: ChoiceStreams | None = None
-
-
-@dataclass(slots=True)
-class _Rows:
-    """The rows of a batch's runnable items, `n` per item, in item order."""
-
-    prompt_ids: list[list[int]] = field(default_factory=list)
-    sampling: list[SamplingParams] = field(default_factory=list)
-    samplers: list[RowSampler] = field(default_factory=list)
-    item_of_row: list[int] = field(default_factory=list)
-
-    def add(self, index: int, item: _BatchItem, prompt_ids: list[int]) -> None:
-        for sampler in item.samplers:
-            self.prompt_ids.append(prompt_ids)
-            self.sampling.append(item.sampling)
-            self.samplers.append(sampler)
-            self.item_of_row.append(index)
-
-    def of_item(self, rows: list[RowState], index: int) -> list[RowState]:
-        return [row for row, owner in zip(rows, self.item_of_row) if owner == index]
 
 
 class LocalModelServer:
@@ -325,11 +305,11 @@ class LocalModelServer:
         return results
 
     @staticmethod
-    def _rows(items: list[_BatchItem], prepared: list[list[int] | GatewayError]) -> _Rows:
-        rows = _Rows()
+    def _rows(items: list[_BatchItem], prepared: list[list[int] | GatewayError]) -> BatchRows:
+        rows = BatchRows()
         for index, (item, ids) in enumerate(zip(items, prepared)):
             if not isinstance(ids, GatewayError):
-                rows.add(index, item, ids)
+                rows.add(index, ids, item.sampling, item.samplers)
         return rows
 
     def _tools(self, item: _BatchItem) -> bool:
