@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from ray import serve
 
-from deployments.engine.server import LoadedModel, resolve_device, resolve_dtype
+from deployments.engine.loading import LoadedModel, resolve_device, resolve_dtype
 from serve_app.contracts.config import BatchingConfig, LocalModelConfig
 from serve_app.contracts.errors import GatewayError, InvalidRequestError
 from serve_app.contracts.wire import EmbeddingOutput, EmbeddingParams
