@@ -27,7 +27,7 @@ from deployments.providers.token_counts import (
     encoding_name,
     openai_estimate,
 )
-from deployments.providers.translations import ADAPTERS, make_client
+from deployments.providers.translations import TRANSLATIONS, make_client
 from deployments.streaming import coalesced
 from serve_app.contracts.config import CommercialModelConfig, ProviderConfig
 from serve_app.contracts.errors import (
@@ -74,7 +74,7 @@ class ProviderProxy:
         self.provider = provider
         self.config = ProviderConfig.model_validate(config)
         self.models = {m["id"]: CommercialModelConfig.model_validate(m) for m in models}
-        self.adapter = ADAPTERS[provider]
+        self.translation = TRANSLATIONS[provider]
         self.limiter = limiter
         self.leases = LeaseHolder(
             limiter, self.config.lease_size, self.config.lease_ttl_s, self.config.lease_min_free
@@ -98,10 +98,10 @@ class ProviderProxy:
         model = self._model(params.model_id)
         self._require_client()
         await self._take_rate_limit_slot(model, self._tokens(params))
-        kwargs = self.adapter.build_kwargs(params, model)
+        kwargs = self.translation.build_kwargs(params, model)
         kwargs["extra_headers"] = {"X-Request-ID": params.request_id}
         response = await self._call_with_retries(kwargs, params)
-        return self.adapter.parse(response, model)
+        return self.translation.parse(response, model)
 
     async def embed(self, params: EmbeddingParams) -> EmbeddingOutput:
         """`embeddings.create` (OpenAI only; the ingress refuses the others), float vectors
@@ -133,10 +133,11 @@ class ProviderProxy:
         model = self._model(params.model_id)
         self._require_client()
         await self._take_rate_limit_slot(model, self._tokens(params))
-        kwargs = self.adapter.build_kwargs(params, model)
-        kwargs.update(self.adapter.stream_kwargs, extra_headers={"X-Request-ID": params.request_id})
+        kwargs = self.translation.build_kwargs(params, model)
+        headers = {"X-Request-ID": params.request_id}
+        kwargs.update(self.translation.stream_kwargs, extra_headers=headers)
         stream = await self._call_with_retries(kwargs, params)
-        pieces = self.adapter.read_stream(stream, model)
+        pieces = self.translation.read_stream(stream, model)
         window_s = self.config.stream_coalesce_ms / 1000
         try:
             async for chunk in coalesced(pieces, window_s, self.config.stream_coalesce_max_pieces):
@@ -220,8 +221,8 @@ class ProviderProxy:
     async def _call_with_retries(
         self, kwargs: dict[str, Any], params: Params, create: Create | None = None
     ) -> Any:
-        """`create` (the adapter's generation call by default) with bounded retries."""
-        create = create or self.adapter.create
+        """`create` (the translation's generation call by default) with bounded retries."""
+        create = create or self.translation.create
         attempt = 0
         while True:
             attempt_kwargs = self._within_deadline(kwargs, params)
@@ -295,7 +296,7 @@ class ProviderProxy:
             return result
         started = time.perf_counter()
         try:
-            await self.adapter.list_models(self.client)
+            await self.translation.list_models(self.client)
             result.update(reachable=True, key_accepted=True, error=None)
         except Exception as exc:
             error = map_sdk_error(exc, self.provider)

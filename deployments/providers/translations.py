@@ -26,11 +26,11 @@ from serve_app.contracts.config import CommercialModelConfig
 from serve_app.contracts.wire import GenerationOutput, GenerationParams, StreamChunk
 
 __all__ = [
-    "ADAPTERS",
     "ANTHROPIC_FINISH",
     "ANTHROPIC_MAX_TEMPERATURE",
     "OPENAI_FINISH",
-    "ProviderAdapter",
+    "TRANSLATIONS",
+    "ProviderTranslation",
     "anthropic_kwargs",
     "anthropic_stream",
     "make_client",
@@ -42,7 +42,7 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class ProviderAdapter:
+class ProviderTranslation:
     """How one provider's SDK client is called for a generation and for a health probe."""
 
     build_kwargs: Callable[[GenerationParams, CommercialModelConfig], dict[str, Any]]
@@ -57,8 +57,8 @@ async def _list_models(client: Any) -> Any:
     return await client.models.list()
 
 
-ADAPTERS: dict[str, ProviderAdapter] = {
-    "openai": ProviderAdapter(
+TRANSLATIONS: dict[str, ProviderTranslation] = {
+    "openai": ProviderTranslation(
         openai_chat_kwargs,
         parse_openai_chat,
         openai_chat_create,
@@ -66,7 +66,7 @@ ADAPTERS: dict[str, ProviderAdapter] = {
         {"stream": True, "stream_options": {"include_usage": True}},
         openai_stream,
     ),
-    "anthropic": ProviderAdapter(
+    "anthropic": ProviderTranslation(
         anthropic_kwargs,
         parse_anthropic,
         anthropic_messages_create,

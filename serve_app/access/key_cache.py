@@ -4,10 +4,17 @@ import asyncio
 import builtins
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from serve_app.access.key_store import KEY_LENGTH, KEY_PREFIX, ApiKey, KeyStore, hash_key
+from serve_app.access.key_store import (
+    KEY_LENGTH,
+    KEY_PREFIX,
+    ApiKey,
+    KeySpec,
+    KeyStore,
+    hash_key,
+)
 from serve_app.contracts.errors import (
     AuthenticationError,
     BudgetExceededError,
@@ -89,19 +96,9 @@ class KeyCache:
         if self._by_hash is not None:
             self._by_hash[key.key_hash] = key
 
-    async def create(
-        self,
-        name: str,
-        allowed_models: Sequence[str] = (),
-        rpm: int | None = None,
-        tpm: int | None = None,
-        budget_usd: float | None = None,
-        budget_period: str = "total",
-    ) -> tuple[ApiKey, str]:
+    async def create(self, spec: KeySpec) -> tuple[ApiKey, str]:
         async with self._keys_lock:  # a reload in flight must not drop the new key
-            record, plain = await asyncio.to_thread(
-                self.store.create, name, tuple(allowed_models), rpm, tpm, budget_usd, budget_period
-            )
+            record, plain = await asyncio.to_thread(self.store.create, spec)
             self._remember(record)
         return record, plain
 

@@ -91,15 +91,22 @@ def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(30)  # 30 bytes: exactly 40 characters
 
 
-def new_key(
-    name: str,
-    allowed_models: Sequence[str] = (),
-    rpm: int | None = None,
-    tpm: int | None = None,
-    budget_usd: float | None = None,
-    budget_period: str = "total",
-) -> tuple[ApiKey, str]:
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """What a new key is asked for (admin API, CLI, tests): validated by `new_key`."""
+
+    name: str
+    allowed_models: Sequence[str] = ()  # empty: every model
+    rpm: int | None = None
+    tpm: int | None = None
+    budget_usd: float | None = None
+    budget_period: str = "total"
+
+
+def new_key(spec: KeySpec) -> tuple[ApiKey, str]:
     """A validated, enabled record and its plain key (not stored anywhere)."""
+    name, allowed_models, rpm, tpm = spec.name, spec.allowed_models, spec.rpm, spec.tpm
+    budget_usd, budget_period = spec.budget_usd, spec.budget_period
     if not name.strip():
         raise InvalidRequestError("A key needs a non-empty name.", param="name")
     for param, value in (("rpm", rpm), ("tpm", tpm)):
@@ -148,12 +155,14 @@ def check_changes(changes: dict[str, Any]) -> dict[str, Any]:
     name = changes.get("name", "x")
     models = changes.get("allowed_models", ())
     probe, _ = new_key(
-        name if name is not None else "",
-        models if models is not None else (),
-        changes.get("rpm"),
-        changes.get("tpm"),
-        changes.get("budget_usd"),
-        changes.get("budget_period") or "total",
+        KeySpec(
+            name if name is not None else "",
+            models if models is not None else (),
+            changes.get("rpm"),
+            changes.get("tpm"),
+            changes.get("budget_usd"),
+            changes.get("budget_period") or "total",
+        )
     )
     values = {field: getattr(probe, field) for field in changes}
     if "allowed_models" in values:
@@ -196,16 +205,8 @@ class KeyStore:
     def _select(self) -> Any:
         return select(*(api_keys.c[column] for column in KEY_COLUMNS))
 
-    def create(
-        self,
-        name: str,
-        allowed_models: Sequence[str] = (),
-        rpm: int | None = None,
-        tpm: int | None = None,
-        budget_usd: float | None = None,
-        budget_period: str = "total",
-    ) -> tuple[ApiKey, str]:
-        record, plain = new_key(name, allowed_models, rpm, tpm, budget_usd, budget_period)
+    def create(self, spec: KeySpec) -> tuple[ApiKey, str]:
+        record, plain = new_key(spec)
         with self.engine.begin() as connection:
             connection.execute(insert(api_keys), _as_row(record))
         return record, plain

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from serve_app.access.key_store import KeyStore, open_key_store
+from serve_app.access.key_store import KeySpec, KeyStore, open_key_store
 from serve_app.accounting.migrate import SchemaError
 from serve_app.contracts.budgets import BUDGET_PERIODS
 from serve_app.contracts.errors import GatewayError
@@ -54,9 +54,8 @@ def _parser(default_db: str) -> argparse.ArgumentParser:
 def _run(store: KeyStore, args: argparse.Namespace) -> Any:
     if args.command == "create":
         models = [model.strip() for model in args.models.split(",") if model.strip()]
-        record, plain = store.create(
-            args.name, models, args.rpm, args.tpm, args.budget, args.budget_period
-        )
+        spec = KeySpec(args.name, models, args.rpm, args.tpm, args.budget, args.budget_period)
+        record, plain = store.create(spec)
         print("Store this key now: it is not shown again.", file=sys.stderr)
         return {**record.public(), "key": plain}
     if args.command == "list":

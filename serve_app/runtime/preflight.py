@@ -96,7 +96,7 @@ def directory_problems(plan: Plan) -> list[str]:
             key = f"{where}.models[{number}].path)"
             problems += _directory_problem(f"model {model.id!r}", model.path, "config.json", key)
         for number, adapter in enumerate(config.adapters.declared):
-            key = f"{where}.adapters.declared[{number}].path)"
+            key = f"{where}.adapters[{number}].path)"
             name = f"adapter {adapter.id!r}"
             problems += _directory_problem(name, adapter.path, "adapter_config.json", key)
     return problems

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from serve_app.access.key_store import open_key_store
+from serve_app.access.key_store import KeySpec, open_key_store
 from serve_app.accounting.db import create_db_engine
 from tests.conftest import ADMIN_KEY
 from tests.fakes.postgres_server import postgres_server
@@ -100,7 +100,7 @@ async def test_64_concurrent_calls_on_4_ingress_replicas_stay_within_the_budget(
     budget_app: str, ledger_url: str
 ) -> None:
     keys = open_key_store(ledger_url, auto_migrate=False)
-    key, plain = keys.create("tight", budget_usd=BUDGET_USD)
+    key, plain = keys.create(KeySpec("tight", budget_usd=BUDGET_USD))
     keys.close()
     await known_everywhere(budget_app, {"Authorization": f"Bearer {plain}"})
     prompt = "Tell me a long story about budgets please"
@@ -161,7 +161,7 @@ async def test_a_killed_limiter_never_hands_out_a_window_twice(
     budget_app: str, ledger_url: str
 ) -> None:
     keys = open_key_store(ledger_url, auto_migrate=False)
-    _, plain = keys.create("limited", rpm=KEY_RPM)
+    _, plain = keys.create(KeySpec("limited", rpm=KEY_RPM))
     keys.close()
     headers = {"Authorization": f"Bearer {plain}"}
     await known_everywhere(budget_app, headers)

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from deployments.limits.rate_limiter import RateLimiter
 from serve_app.access.admission import Admission
 from serve_app.access.key_cache import KeyCache
-from serve_app.access.key_store import open_key_store
+from serve_app.access.key_store import KeySpec, open_key_store
 from serve_app.contracts.config import GatewayConfig
 from serve_app.contracts.errors import UpstreamError
 from serve_app.contracts.wire import GenerationOutput, GenerationParams
@@ -144,7 +144,7 @@ def build_gateway_app(
     keys, user_key = None, None
     if auth:
         store = open_key_store(db_url)
-        _, user_key = store.create("fuzz-user")
+        _, user_key = store.create(KeySpec("fuzz-user"))
         keys = KeyCache(store, ttl_s=5)
     admission = Admission(
         config, keys, RateLimiter(), environ={config.auth.admin_key_env: ADMIN_KEY}

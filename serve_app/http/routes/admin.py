@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from serve_app.access.auth import RequestContext
 from serve_app.access.key_cache import KeyCache
+from serve_app.access.key_store import KeySpec
 from serve_app.contracts.budgets import BudgetPeriod
 from serve_app.contracts.errors import PermissionDeniedError
 from serve_app.core.gateway import Gateway
@@ -66,9 +67,10 @@ async def create_key(
     gateway: Gateway = Depends(get_gateway),
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
-    record, plain = await admin_keys(gateway, ctx).create(
+    spec = KeySpec(
         body.name, body.allowed_models, body.rpm, body.tpm, body.budget_usd, body.budget_period
     )
+    record, plain = await admin_keys(gateway, ctx).create(spec)
     return json_response({**record.public(), "key": plain}, 201)
 
 

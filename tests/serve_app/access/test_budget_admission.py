@@ -10,7 +10,7 @@ from deployments.limits.rate_limiter import RateLimiter
 from serve_app.access.admission import Admission
 from serve_app.access.auth import RequestContext
 from serve_app.access.key_cache import KeyCache
-from serve_app.access.key_store import open_key_store
+from serve_app.access.key_store import KeySpec, open_key_store
 from serve_app.contracts.config import GatewayConfig
 from serve_app.contracts.errors import BudgetExceededError, ServiceUnavailableError
 from serve_app.contracts.wire import GenerationParams
@@ -74,7 +74,7 @@ def admission(store: Store, **rate_limits: Any) -> tuple[Admission, Any, Metrics
 
 async def test_64_concurrent_calls_never_overrun_a_one_cent_budget() -> None:
     gate, keys, _ = admission(Store(delay_s=0.001), timeout_ms=10_000)  # no deadline at play
-    key, _ = await keys.create("tight", budget_usd=0.01)
+    key, _ = await keys.create(KeySpec("tight", budget_usd=0.01))
     max_cost, real_cost = 0.0015, 0.0012
 
     async def call(index: int) -> str:
@@ -99,7 +99,7 @@ async def test_64_concurrent_calls_never_overrun_a_one_cent_budget() -> None:
 async def test_a_slow_or_dead_limiter_answers_503_when_closed() -> None:
     for store in (Store(delay_s=0.2), Store(dead=True)):
         gate, keys, metrics = admission(store, timeout_ms=50, key_rpm=10)
-        key, _ = await keys.create("k", budget_usd=1.0)
+        key, _ = await keys.create(KeySpec("k", budget_usd=1.0))
         ctx = RequestContext("r1", "10.0.0.1", key=key)
         with pytest.raises(ServiceUnavailableError) as error:
             await gate.admit(ctx, params("r1"), 0.001)
@@ -109,18 +109,18 @@ async def test_a_slow_or_dead_limiter_answers_503_when_closed() -> None:
 
 async def test_a_dead_limiter_lets_calls_through_when_open() -> None:
     gate, keys, metrics = admission(Store(dead=True), on_failure="open", key_rpm=10)
-    key, _ = await keys.create("k", budget_usd=1.0)
+    key, _ = await keys.create(KeySpec("k", budget_usd=1.0))
     ctx = RequestContext("r1", "10.0.0.1", key=key)
     await gate.admit(ctx, params("r1"), 0.001)
     assert metrics.failures == ["open", "open"]  # the reservation, then the rate limit
-    spent, _ = await keys.create("spent", budget_usd=0.0)
+    spent, _ = await keys.create(KeySpec("spent", budget_usd=0.0))
     with pytest.raises(BudgetExceededError):  # open: the budget is checked on the ledger
         await gate.admit(RequestContext("r2", "10.0.0.1", key=spent), params("r2"), 0.0)
 
 
 async def test_one_set_of_rate_limit_headers_per_response() -> None:
     gate, keys, _ = admission(Store(), key_rpm=10)
-    key, _ = await keys.create("k")
+    key, _ = await keys.create(KeySpec("k"))
     ctx = RequestContext("batch", "10.0.0.1", key=key)
     for index in range(4):  # the items of one /generate/batch
         await gate.admit(ctx, params(f"batch-{index}"))

@@ -15,6 +15,7 @@ import pytest
 from serve_app.access.key_cache import KeyCache
 from serve_app.access.key_store import (
     ApiKey,
+    KeySpec,
     KeyStore,
     generate_key,
     hash_key,
@@ -109,11 +110,13 @@ def test_generated_keys_are_random_and_hashed_with_sha256() -> None:
 
 
 def test_store_round_trip(store: KeyStore, db: Path) -> None:
-    record, plain = store.create("ci", ["demo", "gpt-4o-mini"], rpm=60, tpm=10_000, budget_usd=5)
+    record, plain = store.create(
+        KeySpec("ci", ["demo", "gpt-4o-mini"], rpm=60, tpm=10_000, budget_usd=5)
+    )
     assert re.fullmatch(r"key_[0-9a-f]{12}", record.id)
     assert record.key_hash == hash_key(plain) and record.prefix == plain[3:11]
     assert record.allowed_models == ("demo", "gpt-4o-mini") and record.enabled
-    other, _ = store.create("dev")
+    other, _ = store.create(KeySpec("dev"))
     assert [key.id for key in store.list()] == [record.id, other.id]
     assert store.get(record.id) == record
     assert store.find_by_hash(hash_key(plain)) == record
@@ -132,16 +135,16 @@ def test_store_round_trip(store: KeyStore, db: Path) -> None:
 def test_create_validates() -> None:
     store = open_key_store("sqlite://:memory:")
     with pytest.raises(InvalidRequestError):
-        store.create("  ")
+        store.create(KeySpec("  "))
     with pytest.raises(InvalidRequestError):
-        store.create("ci", rpm=0)
+        store.create(KeySpec("ci", rpm=0))
     with pytest.raises(InvalidRequestError):
-        store.create("ci", budget_usd=-1)
+        store.create(KeySpec("ci", budget_usd=-1))
     assert store.list() == []
 
 
 def test_plain_key_is_never_stored(store: KeyStore, db: Path) -> None:
-    _, plain = store.create("ci", ["demo"])
+    _, plain = store.create(KeySpec("ci", ["demo"]))
     secret = plain.removeprefix("gw-")
     with sqlite3.connect(db) as connection:
         rows = connection.execute("SELECT * FROM api_keys").fetchall()
@@ -154,8 +157,8 @@ def test_plain_key_is_never_stored(store: KeyStore, db: Path) -> None:
 
 def test_allows_and_public() -> None:
     store = open_key_store("sqlite://:memory:")
-    everything, _ = store.create("all")
-    only_demo, _ = store.create("demo", ["demo"])
+    everything, _ = store.create(KeySpec("all"))
+    only_demo, _ = store.create(KeySpec("demo", ["demo"]))
     assert everything.allows("demo") and everything.allows("gpt-4o-mini")
     assert only_demo.allows("demo") and not only_demo.allows("gpt-4o-mini")
     public = only_demo.public()
@@ -176,8 +179,8 @@ def test_open_key_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_spend_by_key_reads_the_running_spend_table(store: KeyStore, db: Path) -> None:
-    a, _ = store.create("a", budget_usd=1)
-    b, _ = store.create("b", budget_usd=1, budget_period="daily")
+    a, _ = store.create(KeySpec("a", budget_usd=1))
+    b, _ = store.create(KeySpec("b", budget_usd=1, budget_period="daily"))
     assert store.spend_by_key() == {a.id: 0.0, b.id: 0.0}
     add_usage(db, (a.id, 0.25), (a.id, 0.5), (b.id, 1.0))
     assert store.spend_by_key() == {a.id: 0.75, b.id: 1.0}
@@ -187,8 +190,8 @@ def test_spend_by_key_reads_the_running_spend_table(store: KeyStore, db: Path) -
 
 async def test_authenticate(store: KeyStore, clock: FakeClock) -> None:
     cache = KeyCache(store, ttl_s=TTL, clock=clock)
-    record, plain = store.create("ci")
-    off, off_plain = store.create("off")
+    record, plain = store.create(KeySpec("ci"))
+    off, off_plain = store.create(KeySpec("off"))
     store.set_enabled(off.id, False)
     assert await cache.authenticate(plain) == record
     for bad in (generate_key(), "", "sk-not-ours", plain + "x"):
@@ -204,10 +207,10 @@ async def test_keys_from_other_replicas_appear_after_refresh(
     store: KeyStore, db: Path, clock: FakeClock
 ) -> None:
     cache = KeyCache(store, ttl_s=TTL, clock=clock)
-    first, first_plain = store.create("first")
+    first, first_plain = store.create(KeySpec("first"))
     await cache.authenticate(first_plain)
     other = open_key_store(f"sqlite:///{db}")  # another replica's store on the same database
-    _, second_plain = other.create("second")
+    _, second_plain = other.create(KeySpec("second"))
     clock.now += TTL / 8  # inside the early-refresh window: not seen yet
     with pytest.raises(AuthenticationError):
         await cache.authenticate(second_plain)
@@ -226,7 +229,7 @@ async def test_keys_from_other_replicas_appear_after_refresh(
 async def test_bad_key_flood_reads_the_store_boundedly(store: KeyStore, clock: FakeClock) -> None:
     counting = CountingStore(store)
     cache = KeyCache(counting, ttl_s=TTL, clock=clock)
-    _, plain = store.create("ci")
+    _, plain = store.create(KeySpec("ci"))
 
     async def attempt(key: str) -> bool:
         try:
@@ -251,7 +254,7 @@ async def test_known_keys_are_answered_while_a_reload_is_in_flight(
 ) -> None:
     counting = CountingStore(store)
     cache = KeyCache(counting, ttl_s=TTL, clock=clock)
-    key, plain = store.create("ci", budget_usd=1.0)
+    key, plain = store.create(KeySpec("ci", budget_usd=1.0))
     await cache.authenticate(plain)
     await cache.check_budget(key)
     clock.now += TTL
@@ -273,7 +276,7 @@ async def test_cache_create_and_disable_are_visible_at_once(
     counting = CountingStore(store)
     cache = KeyCache(counting, ttl_s=TTL, clock=clock)
     await cache.list()
-    record, plain = await cache.create("new", ["demo"], rpm=5)
+    record, plain = await cache.create(KeySpec("new", ["demo"], rpm=5))
     assert (await cache.authenticate(plain)).id == record.id
     assert (await cache.disable(record.id)).enabled is False
     with pytest.raises(AuthenticationError, match="disabled"):
@@ -288,7 +291,7 @@ async def test_cache_create_and_disable_are_visible_at_once(
 async def test_store_outage(store: KeyStore, clock: FakeClock) -> None:
     counting = CountingStore(store)
     cache = KeyCache(counting, ttl_s=TTL, clock=clock)
-    _, plain = store.create("ci")
+    _, plain = store.create(KeySpec("ci"))
     counting.fail = True
     with pytest.raises(ServiceUnavailableError):  # nothing known yet: 503, not 401
         await cache.authenticate(plain)
@@ -305,8 +308,8 @@ async def test_budget_uses_ledger_spend_plus_local_increments(
 ) -> None:
     counting = CountingStore(store)
     cache = KeyCache(counting, ttl_s=TTL, clock=clock)
-    key, _ = store.create("ci", budget_usd=1.0)
-    unlimited, _ = store.create("free")
+    key, _ = store.create(KeySpec("ci", budget_usd=1.0))
+    unlimited, _ = store.create(KeySpec("free"))
     add_usage(db, (key.id, 0.25), (key.id, 0.35), (unlimited.id, 100.0))
     await cache.check_budget(key)
     await cache.check_budget(unlimited)

@@ -13,7 +13,7 @@ pytest.importorskip("psycopg")
 import psycopg
 from sqlalchemy.exc import DBAPIError
 
-from serve_app.access.key_store import hash_key, open_key_store
+from serve_app.access.key_store import KeySpec, hash_key, open_key_store
 from serve_app.accounting.ledger import Ledger, UsageRecord, as_row
 from serve_app.accounting.usage_store import open_store
 from serve_app.contracts.config import LedgerConfig
@@ -192,9 +192,9 @@ def test_key_store_round_trip(db_url: str) -> None:
         assert store.backend == "postgresql"
         assert store.list() == []
         first, first_plain = store.create(
-            "first", ["gpt", "claude"], rpm=60, tpm=1000, budget_usd=5
+            KeySpec("first", ["gpt", "claude"], rpm=60, tpm=1000, budget_usd=5)
         )
-        second, second_plain = store.create("second")
+        second, second_plain = store.create(KeySpec("second"))
 
         assert [k.id for k in store.list()] == [first.id, second.id]
         assert store.get(first.id) == first
@@ -239,7 +239,7 @@ def test_key_store_round_trip(db_url: str) -> None:
 def test_spend_by_key_without_usage(db_url: str) -> None:
     store = open_key_store(db_url)
     try:
-        lonely, _ = store.create("lonely")
+        lonely, _ = store.create(KeySpec("lonely"))
         assert store.spend_by_key() == {lonely.id: 0.0}
     finally:
         store.close()
@@ -252,7 +252,7 @@ def test_running_spend_is_written_with_the_records(db_url: str) -> None:
         ledger.write([as_row(r) for r in RECORDS])
         total = {k: v for (k, period), v in ledger.current_spend().items() if period == "total"}
         assert total == pytest.approx({"key-a": 3.25, "key-b": 0.5})
-        key, _ = keys.create("live", budget_usd=1.0, budget_period="monthly")
+        key, _ = keys.create(KeySpec("live", budget_usd=1.0, budget_period="monthly"))
         ledger.write([as_row(record(time.time(), key_id=key.id, cost=0.125))] * 2)
         assert keys.spend_by_key()[key.id] == pytest.approx(0.25)
     finally:
@@ -284,7 +284,7 @@ def test_key_update_and_usage_by_key(db_url: str) -> None:
     ledger = open_store(db_url)
     keys = open_key_store(db_url)
     try:
-        record_a, _ = keys.create("a", ["demo"], rpm=5, budget_usd=2.0)
+        record_a, _ = keys.create(KeySpec("a", ["demo"], rpm=5, budget_usd=2.0))
         assert keys.usage_by_key() == {}
         changed = keys.update(record_a.id, {"rpm": None, "tpm": 100, "allowed_models": []})
         assert (changed.rpm, changed.tpm, changed.allowed_models, changed.budget_usd) == (
@@ -312,7 +312,7 @@ def test_stores_recover_after_postgres_restart(pg: PostgresServer) -> None:
     keys = open_key_store(url)
     try:
         ledger.write([as_row(RECORDS[0])])
-        key, _ = keys.create("before")
+        key, _ = keys.create(KeySpec("before"))
 
         pg.stop()
         with pytest.raises(DBAPIError):
@@ -324,13 +324,13 @@ def test_stores_recover_after_postgres_restart(pg: PostgresServer) -> None:
         with pytest.raises(DBAPIError):
             keys.get(key.id)
         with pytest.raises(DBAPIError):
-            keys.create("during")
+            keys.create(KeySpec("during"))
 
         pg.start()
         ledger.write([as_row(RECORDS[1])])
         assert [r["requests"] for r in ledger.summarize(None, None)] == [2]
         assert keys.get(key.id) == key
-        keys.create("after")
+        keys.create(KeySpec("after"))
         assert [k.name for k in keys.list()] == ["before", "after"]
         assert keys.spend_by_key()[key.id] == 0.0
 

@@ -11,7 +11,7 @@ import pytest
 
 from serve_app.access.admission import Admission
 from serve_app.access.key_cache import KeyCache
-from serve_app.access.key_store import open_key_store
+from serve_app.access.key_store import KeySpec, open_key_store
 from serve_app.contracts.config import GatewayConfig
 from serve_app.contracts.errors import (
     GatewayError,
@@ -186,7 +186,7 @@ async def test_the_ledger_has_one_row_per_attempt(rig: Rig) -> None:
 async def test_a_key_not_allowed_to_use_a_fallback_skips_it(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/gw.db"
     store = open_key_store(db)
-    _, key = store.create("limited", allowed_models=["gpt-x", "demo"])
+    _, key = store.create(KeySpec("limited", allowed_models=["gpt-x", "demo"]))
 
     def admission(config: GatewayConfig) -> Admission:
         return Admission(config, KeyCache(store, ttl_s=5), None, environ={})

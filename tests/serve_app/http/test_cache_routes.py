@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from serve_app.access.key_store import KeySpec
 from tests.serve_app.app_factory import (
     ADMIN_KEY,
     COMMERCIAL_MODEL_ID,
@@ -147,7 +148,7 @@ def test_a_hit_needs_a_key_allowed_to_use_the_model(
 ) -> None:
     app, client = built
     assert app.keys is not None
-    _, other_key = app.keys.store.create("other", allowed_models=[MODEL_ID])
+    _, other_key = app.keys.store.create(KeySpec("other", allowed_models=[MODEL_ID]))
     assert client.post(CHAT, json=chat(), headers=headers(app)).status_code == 200
     denied = client.post(CHAT, json=chat(), headers={"Authorization": f"Bearer {other_key}"})
     assert denied.status_code == 403 and "x-cache" not in denied.headers

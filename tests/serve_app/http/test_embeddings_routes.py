@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from deployments.limits.rate_limiter import RateLimiter
 from serve_app.access.admission import Admission
 from serve_app.access.key_cache import KeyCache
-from serve_app.access.key_store import open_key_store
+from serve_app.access.key_store import KeySpec, open_key_store
 from serve_app.contracts.wire import EmbeddingOutput, EmbeddingParams
 from serve_app.core.gateway import Gateway
 from serve_app.http.app import create_app
@@ -50,8 +50,8 @@ def setup(tmp_path: Path) -> Iterator[tuple[TestClient, FakeHandle, str, str]]:
     )
     handles = {"embedder": handle(), "demo": handle(), "openai": handle(), "anthropic": handle()}
     store = open_key_store(db)
-    _, key = store.create("user")
-    _, chat_only = store.create("chat-only", allowed_models=["demo"])
+    _, key = store.create(KeySpec("user"))
+    _, chat_only = store.create(KeySpec("chat-only", allowed_models=["demo"]))
     keys = KeyCache(store, ttl_s=5)
     admission = Admission(config, keys, RateLimiter(), environ={})
     app = create_app(Gateway(config, handles, admission=admission))

@@ -9,6 +9,7 @@ import openai
 import pytest
 from fastapi.testclient import TestClient
 
+from serve_app.access.key_store import KeySpec
 from serve_app.contracts.wire import GenerationOutput, GenerationParams, ToolCall
 from tests.serve_app.app_factory import COMMERCIAL_MODEL_ID, MODEL_ID, GatewayApp, build_gateway_app
 
@@ -55,7 +56,7 @@ def test_create_continue_get_and_delete(built: tuple[GatewayApp, TestClient]) ->
 def test_a_response_belongs_to_its_key(built: tuple[GatewayApp, TestClient]) -> None:
     app, client = built
     assert app.keys is not None
-    _, other = app.keys.store.create("other")
+    _, other = app.keys.store.create(KeySpec("other"))
     made = sdk(client, app.user_key).responses.create(model=MODEL_ID, input="mine")
     stranger = sdk(client, other)
     with pytest.raises(openai.NotFoundError):
