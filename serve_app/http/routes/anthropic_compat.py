@@ -46,17 +46,7 @@ async def messages(
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
     ctx.apply_cache_control(None, body.cache)
-    admitted = await gateway.admitted(
-        ctx,
-        body.model,
-        messages=body.chat_messages(),
-        max_tokens=body.max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        stop=body.stop_list(),
-        options=body.options(),
-        image_at=body.image_locations(),
-    )
+    admitted = await gateway.admitted(ctx, body.model, **body.generation_fields())
     message_id = f"msg_{ctx.request_id}"
 
     def sse(first: StreamChunk, served: str | None) -> SSEFormat:

@@ -43,17 +43,7 @@ async def chat_completions(
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
     ctx.apply_cache_control(None, body.cache)
-    admitted = await gateway.admitted(
-        ctx,
-        body.model,
-        messages=body.chat_messages(),
-        max_tokens=body.resolved_max_tokens(),
-        temperature=body.temperature,
-        top_p=body.top_p,
-        stop=body.stop_list(),
-        options=body.options(),
-        image_at=body.image_locations(),
-    )
+    admitted = await gateway.admitted(ctx, body.model, **body.generation_fields())
     completion_id, created = f"chatcmpl-{ctx.request_id}", int(time.time())
     return await respond(
         gateway,
@@ -76,16 +66,7 @@ async def completions(
     ctx: RequestContext = Depends(get_context),
 ) -> Response:
     ctx.apply_cache_control(None, body.cache)
-    admitted = await gateway.admitted(
-        ctx,
-        body.model,
-        prompt=body.prompt_text(),
-        max_tokens=body.max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        stop=body.stop_list(),
-        options=body.options(),
-    )
+    admitted = await gateway.admitted(ctx, body.model, **body.generation_fields())
     completion_id, created = f"cmpl-{ctx.request_id}", int(time.time())
     return await respond(
         gateway,

@@ -149,6 +149,18 @@ class MessagesRequest(AnthropicWireModel):
     def stop_list(self) -> list[str]:
         return list(self.stop_sequences or [])
 
+    def generation_fields(self) -> dict[str, Any]:
+        """What the gateway's `prepare` takes (the model id apart)."""
+        return {
+            "messages": self.chat_messages(),
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": self.stop_list(),
+            "options": self.options(),
+            "image_at": self.image_locations(),
+        }
+
     def options(self) -> dict[str, Any]:
         """Every `GenerationParams` field beyond the basic ones."""
         fmt = self.output_config.format if self.output_config else None

@@ -197,6 +197,18 @@ class ChatCompletionRequest(_SamplingFields):
             return self.max_completion_tokens
         return self.max_tokens
 
+    def generation_fields(self) -> dict[str, Any]:
+        """What the gateway's `prepare` takes (the model id apart)."""
+        return {
+            "messages": self.chat_messages(),
+            "max_tokens": self.resolved_max_tokens(),
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": self.stop_list(),
+            "options": self.options(),
+            "image_at": self.image_locations(),
+        }
+
     def options(self) -> dict[str, Any]:
         """Every `GenerationParams` field beyond the basic ones."""
         return {
@@ -248,6 +260,17 @@ class CompletionRequest(_SamplingFields):
 
     def prompt_text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+    def generation_fields(self) -> dict[str, Any]:
+        """What the gateway's `prepare` takes (the model id apart)."""
+        return {
+            "prompt": self.prompt_text(),
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": self.stop_list(),
+            "options": self.options(),
+        }
 
     def options(self) -> dict[str, Any]:
         return {

@@ -69,6 +69,9 @@ ROUTES = (
     ("POST", "/api/v1/admin/keys/{key_id}/budget"),
     ("PATCH", "/api/v1/admin/keys/{key_id}"),
     ("GET", "/api/v1/whoami"),
+    ("GET", "/api/v1/admin/adapters"),
+    ("POST", "/api/v1/admin/adapters"),
+    ("DELETE", "/api/v1/admin/adapters/{adapter_id}"),
     ("GET", "/api/v1/usage"),
     ("GET", "/api/v1/usage/timeseries"),
     ("POST", "/v1/chat/completions"),
@@ -83,6 +86,8 @@ ROUTES = (
 )
 # Routes whose successes need state the fuzzer cannot guess (an existing key id).
 NO_SUCCESS_EXPECTED = {
+    "/api/v1/admin/adapters/{adapter_id}",  # an adapter id the fuzzer makes up is unknown
+    "/api/v1/admin/adapters",  # registration is off (403) while adapters.allowed_roots is empty
     "/api/v1/admin/keys/{key_id}/disable",
     "/api/v1/admin/keys/{key_id}/enable",
     "/api/v1/admin/keys/{key_id}/budget",
