@@ -145,11 +145,25 @@ class RestartMark:
             self.written_at = now
 
 
-def replica_name() -> str:
+class NoMark:
+    """Outside a Serve replica (tests, tools) a limiter has no predecessor to wait out."""
+
+    def read(self) -> float | None:
+        return None
+
+    def touch(self, now: float) -> None:
+        return None
+
+
+def restart_mark() -> RestartMark | NoMark:
+    """This replica's mark, keyed by application and deployment; none outside a replica (a
+    limiter built in a process that merely has Ray initialised must not share one)."""
     from ray.serve.context import _get_internal_replica_context
 
     context = _get_internal_replica_context()
-    return f"{context.app_name}/{context.deployment}" if context is not None else "local"
+    if context is None:
+        return NoMark()
+    return RestartMark(f"{context.app_name}/{context.deployment}")
 
 
 class RateLimiter:
@@ -159,7 +173,7 @@ class RateLimiter:
         self.limiter = SlidingWindowLimiter(window_s, clock=time.time)
         self.leases = LeaseBook(self.limiter)
         self.budgets = BudgetCounter()
-        self.mark = mark if mark is not None else RestartMark(replica_name())
+        self.mark = mark if mark is not None else restart_mark()
         last_active = self.mark.read()
         # A predecessor served until `last_active` (+ up to MARK_EVERY_S unwritten): its
         # windows end a window later. Until then every acquisition is refused.
