@@ -62,7 +62,7 @@ class AdapterStyle:
 
 
 STYLES = (
-    AdapterStyle("formal", f"prefixes every answer with {FORMAL_PREFIX.strip()!r}", 120),
+    AdapterStyle("formal", f"prefixes every answer with {FORMAL_PREFIX.strip()!r}", 150),
     AdapterStyle("excited", "ends every answer with '!' instead of '.'", 60),
 )
 STYLE_NAMES = tuple(style.name for style in STYLES)

@@ -14,7 +14,9 @@ import httpx
 import jsonschema
 import openai
 import pytest
+import yaml
 
+from serve_app.contracts.config import SHIPPED_CATALOG
 from tests.fakes.fake_features import IMAGE_TOKENS
 from tests.fakes.fake_provider import FakeProvider
 
@@ -232,7 +234,7 @@ def test_tool_calls_are_accounted_from_reported_usage(
 ) -> None:
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     answer = oai.chat.completions.create(
-        model="gpt-limited",
+        model="gpt-4o",  # not gpt-limited: its 5 rpm belong to the burst test
         messages=[{"role": "user", "content": "call it"}],
         tools=tools,
         tool_choice="required",
@@ -252,4 +254,12 @@ def test_tool_calls_are_accounted_from_reported_usage(
         time.sleep(0.2)
     assert row is not None
     assert (row[0], row[1]) == (answer.usage.prompt_tokens, answer.usage.completion_tokens)
-    assert row[2] == pytest.approx((row[0] * 1.0 + row[1] * 2.0) / 1e6)
+    price = shipped_price("gpt-4o")
+    expected = row[0] * price["input_per_million_usd"] + row[1] * price["output_per_million_usd"]
+    assert row[2] == pytest.approx(expected / 1e6)
+
+
+def shipped_price(model_id: str) -> dict[str, float]:
+    """A model's price in the shipped commercial catalog."""
+    entries = yaml.safe_load(SHIPPED_CATALOG.read_text())
+    return next(entry["price"] for entry in entries if entry["id"] == model_id)

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,11 @@ def test_sixteen_concurrent_requests_batch_and_keep_their_own_parameters(
             assert result["metrics"]["output_tokens"] <= 5
     after = demo_status(gateway)
     assert after["requests"] - before["requests"] == 16
+    for _ in range(50):  # the batch figures come from the probe snapshot (refreshed every 1.5 s)
+        if after["average_batch_size"] > 1.0:
+            break
+        time.sleep(0.2)
+        after = demo_status(gateway)
     assert after["average_batch_size"] > 1.0
 
 

@@ -3,6 +3,7 @@
 leave the model, and requests for different adapters batched in one forward pass."""
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,10 @@ def test_base_and_adapter_requests_share_batches(lora_app: str) -> None:
     for index, (model, text) in enumerate(results):
         answer = f" {FACTS[index].answer}"
         assert text == (answer if model == "base" else expected_answer("formal", answer))
-    after = httpx.get(f"{lora_app}/api/v1/status", timeout=30).json()
-    batch_sizes = {m["id"]: m["average_batch_size"] for m in after["models"]}
+    for _ in range(50):  # batch figures come from the probe snapshot (refreshed every 1.5 s)
+        after = httpx.get(f"{lora_app}/api/v1/status", timeout=30).json()
+        batch_sizes = {m["id"]: m["average_batch_size"] for m in after["models"]}
+        if (batch_sizes["base"] or 0) > 1.0:
+            break
+        time.sleep(0.2)
     assert batch_sizes["base"] > 1.0, (before, after)
