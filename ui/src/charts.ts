@@ -30,6 +30,7 @@ export function stackedChart(
   series: Series[],
   testid: string,
   format: (value: number) => string,
+  integers = false, // counts: whole-number ticks only
 ): { element: HTMLElement; destroy: () => void } {
   const total = series.reduce((sum, s) => sum + s.values.reduce((a, b) => a + b, 0), 0);
   const canvas = h("canvas", {
@@ -60,7 +61,7 @@ export function stackedChart(
       interaction: { mode: "index", intersect: false },
       scales: {
         x: { stacked: true, ticks: { maxRotation: 0, autoSkip: true, maxTicksLimit: 8 } },
-        y: { stacked: true, beginAtZero: true, ticks: { callback: (v) => format(Number(v)) } },
+        y: { stacked: true, beginAtZero: true, ticks: { precision: integers ? 0 : undefined, callback: (v) => format(Number(v)) } },
       },
       plugins: {
         legend: { position: "bottom", labels: { boxWidth: 12 } },

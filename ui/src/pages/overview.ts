@@ -80,7 +80,7 @@ export async function overview(main: HTMLElement): Promise<Cleanup> {
     const cost = stackedChart(`Cost by ${ts.group_by} (USD per ${ts.bucket})`, labels,
       ts.series.map((s) => ({ name: s.name, values: s.cost_usd })), "chart-cost", usd);
     const requests = stackedChart(`Requests by ${ts.group_by} (per ${ts.bucket})`, labels,
-      ts.series.map((s) => ({ name: s.name, values: s.requests })), "chart-requests", int);
+      ts.series.map((s) => ({ name: s.name, values: s.requests })), "chart-requests", int, true);
     cleanups.push(cost.destroy, requests.destroy);
     const topModels = [...usage.models].sort((a, b) => b.cost_usd - a.cost_usd).slice(0, 10);
     body.append(

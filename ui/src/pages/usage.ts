@@ -74,7 +74,7 @@ export async function usage(main: HTMLElement): Promise<Cleanup> {
       const chart = stackedChart(`${filters.metric.selectedOptions[0]?.text ?? ""} by ${ts.group_by} per ${ts.bucket}`,
         ts.buckets.map((b) => bucketLabel(b, ts.bucket)),
         ts.series.map((s) => ({ name: label(s.name, ts.group_by, names), values: s[metric] })),
-        "chart-explorer", metric === "cost_usd" ? usd : int);
+        "chart-explorer", metric === "cost_usd" ? usd : int, metric !== "cost_usd");
       cleanups.push(chart.destroy);
       out.append(chart.element, table(`${shown.length} rows`, HEADERS, shown, "usage-table", new Set([2, 3, 4, 5, 6])));
       csv.disabled = false;
