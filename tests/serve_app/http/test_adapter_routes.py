@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from serve_app.contracts.errors import InternalError
+from serve_app.contracts.errors import ServiceUnavailableError
 from serve_app.contracts.wire import GenerationOutput, GenerationParams
 from serve_app.core.gateway import Gateway
 from serve_app.http.app import create_app
@@ -93,9 +93,9 @@ async def test_adapters_through_the_openai_and_anthropic_routes(rig: Rig) -> Non
 
 
 async def test_an_adapter_falls_back_to_its_base_without_the_adapter() -> None:
-    def broken_adapter(params: GenerationParams) -> GenerationOutput | InternalError:
-        if params.adapter:
-            return InternalError("adapter weights unreadable")
+    def broken_adapter(params: GenerationParams) -> GenerationOutput | ServiceUnavailableError:
+        if params.adapter:  # what the engine answers when an adapter fails to load
+            return ServiceUnavailableError("unreadable", code="adapter_unavailable")
         return GenerationOutput("plain", 1, 1, "stop", params.model_id)
 
     rig = build_rig(
