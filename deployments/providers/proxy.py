@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from opentelemetry.trace import SpanKind
+from ray.exceptions import RayError
+from ray.serve.exceptions import RayServeException
 
 from deployments.limits.lease_holder import LeaseHolder
 from deployments.providers.sdk_calls import openai_embeddings_create
@@ -37,7 +39,7 @@ from serve_app.contracts.errors import (
     ServiceUnavailableError,
     UpstreamTimeoutError,
 )
-from serve_app.contracts.limits import LimitSpec
+from serve_app.contracts.limits import Decision, LimitSpec
 from serve_app.contracts.tracing import (
     embedding_attributes,
     request_attributes,
@@ -192,10 +194,7 @@ class ProviderProxy:
         specs = self._limit_specs(model)
         leased = self.leases.leasable(specs)
         while True:
-            if leased:
-                decision = await self.leases.acquire(specs, tokens)
-            else:
-                decision = await self.limiter.acquire.remote(specs, tokens)
+            decision = await self._permit(specs, tokens, leased)
             if decision.allowed:
                 return
             if time.monotonic() + decision.retry_after_s > deadline:
@@ -205,6 +204,26 @@ class ProviderProxy:
                     retry_after_s=decision.retry_after_s,
                 )
             await asyncio.sleep(decision.retry_after_s)
+
+    async def _permit(self, specs: list[LimitSpec], tokens: int, leased: bool) -> Decision:
+        """One permit from a lease or the limiter, within `limiter_timeout_ms`; a limiter
+        that does not answer (or is dead) refuses the call: 503 rate_limiter_unavailable."""
+        call = (
+            self.leases.acquire(specs, tokens)
+            if leased
+            else self.limiter.acquire.remote(specs, tokens)
+        )
+        timeout_s = self.config.limiter_timeout_ms / 1000
+        try:
+            decision: Decision = await asyncio.wait_for(call, timeout_s)
+        except (TimeoutError, RayError, RayServeException) as exc:
+            logger.warning("%s: rate limiter unavailable: %r", self.provider, exc)
+            raise ServiceUnavailableError(
+                "The rate limiter is unavailable; retry shortly.",
+                code="rate_limiter_unavailable",
+                retry_after_s=1.0,
+            ) from None
+        return decision
 
     def _within_deadline(self, kwargs: dict[str, Any], params: Params) -> dict[str, Any]:
         """An SDK call never outlives the request's deadline (per-attempt `timeout`)."""

@@ -287,6 +287,14 @@ class ProviderConfig(ReplicaConfig):
     """One provider's proxy deployment: SDK client settings, limits and autoscaling."""
 
     enabled: bool = Field(True, description="Deploy this provider's proxy at all.")
+    limiter_timeout_ms: int = Field(
+        50,
+        ge=1,
+        le=60_000,
+        description="Deadline of each call from this proxy to the shared RateLimiter (a "
+        "permit or a lease). Past it, or with the limiter down, the call is refused with 503 "
+        "rate_limiter_unavailable and Retry-After: the provider is never called unpermitted.",
+    )
     base_url: str | None = Field(
         None, description="SDK base_url (an OpenAI-compatible server works for openai)."
     )

@@ -21,7 +21,9 @@ FALLBACK_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Errors that say the upstream itself is unwell (a 429 says it is alive but busy).
 BREAKER_STATUSES = frozenset({500, 502, 504})
 # Neither healthy nor failing: busy (back-pressure), shed, or cut short by the client.
-NEUTRAL_CODES = frozenset({"backpressure", "circuit_open", "adapter_unavailable"})
+NEUTRAL_CODES = frozenset(
+    {"backpressure", "circuit_open", "adapter_unavailable", "rate_limiter_unavailable"}
+)
 
 
 def is_our_bug(error: GatewayError) -> bool:

@@ -85,3 +85,26 @@ def test_the_request_deadline_bounds_the_upstream_call(monkeypatch: pytest.Monke
             asyncio.run(live.generate(params))
         assert time.monotonic() - started < 2.0
         assert len(fake.recorded()) == 1  # no retry after the deadline
+
+
+@pytest.mark.parametrize("failure", ["hangs", "dead"])
+def test_a_limiter_that_hangs_or_is_dead_refuses_the_call(
+    monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """Every limiter call has `limiter_timeout_ms`; without a permit the provider is never
+    called: 503 rate_limiter_unavailable with Retry-After."""
+    from ray.exceptions import RayActorError
+
+    def dead(*_: Any) -> Decision:
+        raise RayActorError()
+
+    monkeypatch.setenv("GW_TEST_KEY", "sk-unit")
+    limiter = FakeHandle(acquire=allow if failure == "hangs" else dead)
+    limiter.acquire.delay_s = 5.0 if failure == "hangs" else 0.0  # type: ignore[attr-defined]
+    with FakeProvider() as fake:
+        live = proxy(fake.openai_base_url, "GW_TEST_KEY", limiter, limiter_timeout_ms=50)
+        with pytest.raises(ServiceUnavailableError) as raised:
+            asyncio.run(live.generate(PARAMS))
+        assert raised.value.code == "rate_limiter_unavailable"
+        assert raised.value.retry_after_s and raised.value.retry_after_s > 0
+        assert fake.recorded() == []
