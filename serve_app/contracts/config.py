@@ -288,12 +288,13 @@ class ProviderConfig(ReplicaConfig):
 
     enabled: bool = Field(True, description="Deploy this provider's proxy at all.")
     limiter_timeout_ms: int = Field(
-        50,
+        2000,
         ge=1,
         le=60_000,
         description="Deadline of each call from this proxy to the shared RateLimiter (a "
         "permit or a lease). Past it, or with the limiter down, the call is refused with 503 "
-        "rate_limiter_unavailable and Retry-After: the provider is never called unpermitted.",
+        "rate_limiter_unavailable and Retry-After: the provider is never called unpermitted. "
+        "Generous by default: a replica's first handle call waits for Serve's routing table.",
     )
     base_url: str | None = Field(
         None, description="SDK base_url (an OpenAI-compatible server works for openai)."
