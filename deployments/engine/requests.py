@@ -115,6 +115,17 @@ class RequestPlanner:
                 f"tool_choice names {choice.name!r}, which is not among the tools.",
                 param="tool_choice",
             )
+        forced = choice is not None and choice.mode in ("required", "tool")
+        strict = [t.name for t in params.tools if t.strict]
+        if strict and not forced and (choice is None or choice.mode != "none"):
+            # A call the model may or may not make is parsed, not decoded under a grammar:
+            # its arguments could not be guaranteed to fit a strict schema.
+            raise InvalidRequestError(
+                f"Model {self.model_id!r} enforces strict tools ({', '.join(strict)}) only "
+                "when a call is forced: use tool_choice 'required' or a named tool, or drop "
+                "strict.",
+                param="tools",
+            )
 
     def prompt_text(self, params: GenerationParams) -> str:
         if not params.messages:

@@ -213,3 +213,22 @@ def test_tool_choice_naming_an_unknown_tool_is_a_400(
     with pytest.raises(InvalidRequestError) as caught:
         runner.run(server.generate(params(tool_choice=ToolChoice("tool", name="nope"))))
     assert caught.value.param == "tool_choice"
+
+
+def test_a_strict_tool_needs_a_forced_call(demo_model_dir: Path) -> None:
+    """A call under `auto` is parsed, not grammar-decoded: a strict tool is refused there."""
+    import dataclasses
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(demo_model_dir)
+    engine = SimpleNamespace(
+        tokenizer=tokenizer, model=SimpleNamespace(config=SimpleNamespace(vocab_size=8))
+    )
+    planner = RequestPlanner(engine, "wide")
+    strict = dataclasses.replace(CLOCK, strict=True)
+    with pytest.raises(InvalidRequestError) as refused:
+        planner.check(params(tools=(WEATHER, strict)))
+    assert refused.value.param == "tools" and "get_time" in refused.value.message
+    planner.check(params(tools=(WEATHER, strict), tool_choice=ToolChoice("required")))
+    planner.check(params(tools=(WEATHER, strict), tool_choice=ToolChoice("none")))
