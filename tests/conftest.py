@@ -55,10 +55,13 @@ def embed_model_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="session")
 def random_model_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained GPT-2 over the demo tokenizer: greedy decoding runs to max_tokens, which
-    is what time-to-first-token and disconnect tests need (the demo model stops at once)."""
+    is what time-to-first-token and disconnect tests need (the demo model stops at once).
+    Its 1024-token context holds rendered tool definitions (the demo tokenizer spends about
+    a token per character of JSON), so local tool loops run through the gateway on it."""
     from deployments.demo.model import save_untrained_model
 
-    return save_untrained_model(demo_model_dir, tmp_path_factory.mktemp("models") / "random")
+    out = tmp_path_factory.mktemp("models") / "random"
+    return save_untrained_model(demo_model_dir, out, n_positions=1024)
 
 
 @pytest.fixture(scope="session")
@@ -176,7 +179,7 @@ def integration_args(
             {
                 "id": "random",
                 "path": str(random_dir),
-                "max_new_tokens": 128,
+                "max_new_tokens": 256,
                 "num_cpus": 0.2,
                 "defaults": {"temperature": 0.0, "max_tokens": 64},
             },

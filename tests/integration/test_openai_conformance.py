@@ -11,6 +11,22 @@ from tests.openai_openapi.openapi_validator import problems, sse_json
 
 pytestmark = pytest.mark.integration
 MODELS = ("demo", "gpt-4o-mini", "claude-haiku-4-5")
+# The local model with tools: `random` (1024-token context; the demo's 256 cannot hold the
+# rendered tool definitions). Its arguments are bounded, so a forced call ends on its own.
+LOCAL_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {
+                "type": "object",
+                "properties": {"q": {"type": "string", "maxLength": 6}},
+                "required": ["q"],
+                "additionalProperties": False,
+            },
+        },
+    }
+]
 TOOLS = [
     {
         "type": "function",
@@ -38,11 +54,11 @@ def chat_cases() -> list[tuple[str, dict[str, Any]]]:
     for model in MODELS:
         cases.append((model, {}))
         if model != "demo":
-            # Not the local models: the demo's 256-token context leaves no room for the
-            # rendered tool definitions, and the untrained `random` model runs out of
-            # max_tokens inside a grammar-forced call (engine-side tests cover local tools).
             cases.append((model, {"tools": TOOLS, "tool_choice": "required"}))
             cases.append((model, {"tools": TOOLS}))
+    forced = {"tool_choice": "required", "parallel_tool_calls": False, "max_tokens": 120}
+    cases.append(("random", {"tools": LOCAL_TOOLS, **forced}))
+    cases.append(("random", {"tools": LOCAL_TOOLS, "max_tokens": 8}))
     for model in ("gpt-4o-mini", "demo"):
         cases.append((model, {"logprobs": True, "top_logprobs": 2, "n": 2}))
     return cases

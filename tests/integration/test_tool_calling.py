@@ -209,3 +209,108 @@ def test_bad_tool_conversations_never_reach_a_provider(
             tools=[{"name": "f", "input_schema": {"type": "string"}}],
         )
     assert fake_provider.stats() == {}
+
+
+# The local model of the session gateway: an untrained GPT-2 with a 1024-token context that
+# never ends on its own. A forced call (grammar) with bounded arguments ends when the call
+# does; a free answer runs to max_tokens.
+LOCAL = "random"
+LOCAL_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 8},
+        "unit": {"enum": ["celsius", "fahrenheit"]},
+    },
+    "required": ["city", "unit"],
+    "additionalProperties": False,
+}
+
+
+def local_weather(city: str, unit: str) -> str:
+    return f"{city}: sunny, 21 degrees {unit}"
+
+
+def local_openai_turn(
+    client: openai.OpenAI, messages: list[Any], stream: bool, **choice: Any
+) -> Any:
+    kwargs: dict[str, Any] = {
+        "model": LOCAL,
+        "messages": messages,
+        "tools": openai_tools(("get_weather", LOCAL_SCHEMA)),
+        "max_tokens": 200,  # the forced call ends well before
+        **choice,
+    }
+    if not stream:
+        return client.chat.completions.create(**kwargs)
+    kwargs["stream_options"] = {"include_usage": True}
+    with client.chat.completions.stream(**kwargs) as events:
+        try:
+            return events.get_final_completion()
+        except openai.LengthFinishReasonError as exc:  # the helper's answer to "length"
+            return exc.completion
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_openai_sdk_tool_loop_on_a_local_model(oai: openai.OpenAI, stream: bool) -> None:
+    """Call (grammar-forced), result, answer: the call comes back in OpenAI's shape, and the
+    next turn renders the call and its result into the local model's prompt."""
+    messages: list[Any] = [{"role": "user", "content": QUESTION}]
+    first = local_openai_turn(
+        oai, messages, stream, tool_choice="required", parallel_tool_calls=False
+    )
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls
+    assert call.id.startswith("call_") and call.function.name == "get_weather"
+    arguments = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, LOCAL_SCHEMA)
+    messages += [choice.message.model_dump(exclude_none=True)]
+    messages += [{"role": "tool", "tool_call_id": call.id, "content": local_weather(**arguments)}]
+    final = local_openai_turn(oai, messages, stream, tool_choice="auto", max_tokens=8)
+    answer = final.choices[0]
+    assert answer.finish_reason == "length" and not answer.message.tool_calls
+    assert isinstance(answer.message.content, str) and answer.message.content
+    # The second prompt holds the first one, the call and the result.
+    result_chars = len(local_weather(**arguments))
+    assert final.usage.prompt_tokens > first.usage.prompt_tokens + result_chars // 4
+
+
+def local_anthropic_turn(
+    client: anthropic.Anthropic,
+    messages: list[Any],
+    stream: bool,
+    choice: dict[str, Any],
+    max_tokens: int = 200,
+) -> Any:
+    kwargs: dict[str, Any] = {
+        "model": LOCAL,
+        "max_tokens": max_tokens,
+        "messages": messages,
+        "tools": anthropic_tools(("get_weather", LOCAL_SCHEMA)),
+        "tool_choice": choice,
+    }
+    if not stream:
+        return client.messages.create(**kwargs)
+    with client.messages.stream(**kwargs) as events:
+        return events.get_final_message()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_anthropic_sdk_tool_loop_on_a_local_model(
+    claude: anthropic.Anthropic, stream: bool
+) -> None:
+    messages: list[Any] = [{"role": "user", "content": QUESTION}]
+    forced = {"type": "any", "disable_parallel_tool_use": True}
+    first = local_anthropic_turn(claude, messages, stream, forced)
+    assert first.stop_reason == "tool_use"
+    (use,) = [block for block in first.content if block.type == "tool_use"]
+    assert use.id.startswith("toolu_") and use.name == "get_weather"
+    jsonschema.validate(use.input, LOCAL_SCHEMA)
+    content = [b.model_dump(exclude_none=True) for b in first.content]
+    messages.append({"role": "assistant", "content": content})
+    result = {"type": "tool_result", "tool_use_id": use.id, "content": local_weather(**use.input)}
+    messages.append({"role": "user", "content": [result]})
+    final = local_anthropic_turn(claude, messages, stream, {"type": "auto"}, max_tokens=8)
+    assert final.stop_reason == "max_tokens"
+    assert [block.type for block in final.content] == ["text"]
+    assert final.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
