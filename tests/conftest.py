@@ -153,16 +153,17 @@ def fake_provider() -> Iterator[Any]:
 def integration_args(
     model_dir: Path, random_dir: Path, fake: Any, ledger_path: Path, embed_dir: Path | None = None
 ) -> dict[str, Any]:
-    """The one gateway deployed per session: the demo model plus both providers (fake)."""
+    """The one gateway deployed per session: the demo model plus both providers (fake).
+    The openai proxy is its own deployment (two replicas); the anthropic proxy runs inside
+    the ingress replica (the default placement), so both placements serve every test."""
     fast_provider = {
         "rpm": 10_000,
         "rate_limit_wait_s": 0,
         "max_retries": 2,
         "max_retry_after_s": 2,
         "timeout_s": 5,
-        "num_cpus": 0.1,
-        "autoscaling": None,
     }
+    separate = {"placement": "deployment", "num_cpus": 0.1, "autoscaling": None}
     return {
         "ingress": {"num_cpus": 0.1, "max_batch_items": 4, "request_timeout_s": 30},
         "auth": {"enabled": False},
@@ -190,7 +191,12 @@ def integration_args(
             ),
         ],
         "commercial": {
-            "openai": {**fast_provider, "base_url": fake.openai_base_url, "num_replicas": 2},
+            "openai": {
+                **fast_provider,
+                **separate,
+                "base_url": fake.openai_base_url,
+                "num_replicas": 2,
+            },
             "anthropic": {
                 **fast_provider,
                 "base_url": fake.anthropic_base_url,

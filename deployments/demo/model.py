@@ -398,8 +398,13 @@ def save_untrained_model(
         bos_token_id=eos,
     )
     model = GPT2LMHeadModel(config)
-    with torch.no_grad():  # EOS's output embedding points away from every hidden state
-        model.transformer.wte.weight[eos] = -100.0 * model.lm_head.weight.abs().mean(dim=0)
+    with torch.no_grad():
+        # Never EOS, whatever the seed and size: the final layer norm's output is zero-mean
+        # before its bias, so with a bias of ones and EOS's (tied) output row all -100, the
+        # EOS logit is -100 x n_embd for every hidden state; other logits move by
+        # sum(row) only.
+        model.transformer.ln_f.bias.fill_(1.0)
+        model.transformer.wte.weight[eos] = -100.0
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir

@@ -283,10 +283,31 @@ class IngressConfig(ReplicaConfig):
 ProviderName = Literal["openai", "anthropic"]
 
 
-class ProviderConfig(ReplicaConfig):
-    """One provider's proxy deployment: SDK client settings, limits and autoscaling."""
+ProviderPlacement = Literal["ingress", "deployment"]
+DEPLOYMENT_ONLY_FIELDS = (
+    "num_replicas",
+    "autoscaling",
+    "num_cpus",
+    "max_ongoing_requests",
+    "max_queued_requests",
+)
 
-    enabled: bool = Field(True, description="Deploy this provider's proxy at all.")
+
+class ProviderConfig(ReplicaConfig):
+    """One provider's proxy: SDK client settings, limits, and where it runs (in each ingress
+    replica, or as its own autoscaled deployment)."""
+
+    enabled: bool = Field(True, description="Serve this provider's models at all.")
+    placement: ProviderPlacement = Field(
+        "ingress",
+        description=(
+            "`ingress` (default): each ingress replica holds this provider's SDK client and "
+            "calls it in process (no actor hop; scales with the ingress). `deployment`: a "
+            "separate proxy deployment with its own replicas and autoscaling (`num_replicas`, "
+            "`autoscaling`, `num_cpus`, `max_ongoing_requests`, `max_queued_requests` apply "
+            "only there)."
+        ),
+    )
     limiter_timeout_ms: int = Field(
         2000,
         ge=1,
@@ -363,6 +384,23 @@ class ProviderConfig(ReplicaConfig):
         ),
         description="Replicas scale with ongoing upstream calls.",
     )
+
+    @model_validator(mode="after")
+    def _replica_fields_need_a_deployment(self) -> "ProviderConfig":
+        if self.placement == "ingress":
+            fields = type(self).model_fields
+            given = [
+                name
+                for name in DEPLOYMENT_ONLY_FIELDS
+                if getattr(self, name) != fields[name].get_default(call_default_factory=True)
+            ]
+            if given:
+                raise ValueError(
+                    f"`placement: ingress` takes no {', '.join(given)}: they apply only "
+                    "with `placement: deployment` (in the ingress, the provider scales with "
+                    "`ingress.*`)"
+                )
+        return self
 
 
 class OpenAIProviderConfig(ProviderConfig):

@@ -1,8 +1,10 @@
 """`build_app(args) -> Application`: the import_path of every Serve config in `configs/`.
 
 Validates the args strictly, then binds the graph: one deployment per local model (named
-after the model id), one autoscaled proxy per commercial provider, the shared rate limiter,
-and the FastAPI ingress holding a handle to each model and provider deployment.
+after the model id), the shared rate limiter, one autoscaled proxy deployment per commercial
+provider with `placement: deployment`, and the FastAPI ingress holding a handle to each
+model and provider deployment (providers with `placement: ingress`, the default, are built
+inside each ingress replica: `serve_app.runtime.in_process`).
 """
 
 import functools
@@ -79,7 +81,7 @@ def provider_deployments(config: GatewayConfig, limiter: Application) -> dict[st
     for name in ("openai", "anthropic"):
         provider = commercial.provider(name)
         models = [m.model_dump(mode="json") for m in commercial.models if m.provider == name]
-        if not provider.enabled or not models:
+        if not provider.enabled or not models or provider.placement != "deployment":
             continue
         deployment = as_deployment(ProviderProxy).options(name=name, **provider.serve_options())
         bound[name] = deployment.bind(name, provider.model_dump(mode="json"), models, limiter)
@@ -104,7 +106,16 @@ def bind_graph(config: GatewayConfig) -> Application:
         name=INGRESS_NAME, **config.ingress.serve_options()
     )
     ingress_limiter = limiter if config.rate_limits.backend == "ray" else None
-    return ingress.bind(config.model_dump(mode="json"), handles, ingress_limiter)
+    provider_limiter = limiter if providers_in_ingress(config) else None
+    return ingress.bind(config.model_dump(mode="json"), handles, ingress_limiter, provider_limiter)
+
+
+def providers_in_ingress(config: GatewayConfig) -> bool:
+    commercial = config.commercial
+    return commercial is not None and any(
+        commercial.provider(name).enabled and commercial.provider(name).placement == "ingress"
+        for name in ("openai", "anthropic")
+    )
 
 
 def running_proxy_location() -> str | None:

@@ -22,6 +22,7 @@ from serve_app.contracts.tracing import tracing_from_env
 from serve_app.core.gateway import Gateway
 from serve_app.core.runtime_adapters import RuntimeAdapters
 from serve_app.http.app import create_app
+from serve_app.runtime.in_process import in_ingress_providers
 
 logger = logging.getLogger("ray.serve")
 
@@ -65,9 +66,16 @@ def runtime_adapters(config: GatewayConfig, engine: Engine) -> RuntimeAdapters |
 
 class GatewayIngress:
     def __init__(
-        self, config: dict[str, Any], handles: Mapping[str, Any], limiter: Any = None
+        self,
+        config: dict[str, Any],
+        handles: Mapping[str, Any],
+        limiter: Any = None,
+        provider_limiter: Any = None,
     ) -> None:
+        """`limiter`: the shared RateLimiter for keys and client addresses (backend `ray`);
+        `provider_limiter`: the same RateLimiter, for the providers placed in the ingress."""
         gateway_config = GatewayConfig.model_validate(config)
+        handles = {**handles, **in_ingress_providers(gateway_config, provider_limiter)}
         route_gateway_logs(gateway_config.logging.level)
         # Set (before Ray started) by serve_app.runtime.launch when the fast HTTP path is on.
         self.behind_haproxy = os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"

@@ -46,6 +46,7 @@ def scaling_args(fake: FakeProvider, ledger: Path) -> dict[str, Any]:
         "commercial": {
             "include_default_catalog": False,
             "openai": {
+                "placement": "deployment",  # the proxy deployment is what autoscales here
                 "base_url": fake.openai_base_url,
                 "rpm": 100_000,
                 "num_cpus": 0.05,

@@ -41,7 +41,7 @@ def budget_app(
 
     from serve_app.runtime.builder import build_app
 
-    provider = {"num_cpus": 0.05, "autoscaling": None, "rpm": 100_000, "max_retries": 0}
+    provider = {"rpm": 100_000, "max_retries": 0}  # in the ingress replicas
     args = {
         "auth": {"enabled": True, "cache_ttl_s": 1},
         "rate_limits": {"timeout_ms": 2000},  # a busy 2-core machine; production: 50

@@ -35,7 +35,9 @@ def commercial_model(model_id: str, provider: str, fallbacks: list[str]) -> dict
 
 
 def fault_args(fake: FakeProvider, random_dir: Path, ledger_url: str) -> dict[str, Any]:
-    provider = {"rpm": 10_000, "num_cpus": 0.05, "autoscaling": None, "rate_limit_wait_s": 0}
+    provider = {"rpm": 10_000, "rate_limit_wait_s": 0}
+    # openai: its own deployment; anthropic: in the ingress (the default placement).
+    separate = {"placement": "deployment", "num_cpus": 0.05, "autoscaling": None}
     return {
         "auth": {"enabled": False},
         "circuit_breaker": BREAKER,
@@ -56,6 +58,7 @@ def fault_args(fake: FakeProvider, random_dir: Path, ledger_url: str) -> dict[st
             "include_default_catalog": False,
             "openai": {
                 **provider,
+                **separate,
                 "base_url": fake.openai_base_url,
                 "timeout_s": 1,
                 "max_retries": 0,

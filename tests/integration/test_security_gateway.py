@@ -30,8 +30,6 @@ def secure_args(fake: FakeProvider, db: Path, redis_url: str | None) -> dict[str
             "openai": {
                 "base_url": fake.openai_base_url,
                 "rpm": 10_000,
-                "num_cpus": 0.1,
-                "autoscaling": None,
                 "rate_limit_wait_s": 0,
             },
             "anthropic": {"enabled": False},

@@ -341,3 +341,30 @@ def test_model_cache_size_comes_from_the_environment_unless_the_yaml_sets_it() -
     for bad in ("0", "many", "257"):
         with pytest.raises(ConfigError, match=r"models\.0\.model_cache_size"):
             validate_args(args, "t", {"MODEL_CACHE_SIZE": bad})
+
+
+def test_providers_run_in_the_ingress_unless_placed_in_a_deployment() -> None:
+    config = validate_args({"commercial": {}})
+    assert config.commercial is not None
+    assert config.commercial.openai.placement == "ingress"
+    separate = {"placement": "deployment", "autoscaling": None, "num_replicas": 3}
+    config = validate_args({"commercial": {"anthropic": separate}})
+    assert config.commercial is not None
+    assert config.commercial.anthropic.serve_options()["num_replicas"] == 3
+    # Re-validating the dumped config (what each replica does) keeps it valid.
+    validate_args(config.model_dump(mode="json"))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"autoscaling": None}, {"num_replicas": 2}, {"num_cpus": 1, "max_queued_requests": 5}],
+)
+def test_replica_fields_of_a_provider_in_the_ingress_are_config_errors(
+    fields: dict[str, object],
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        validate_args({"commercial": {"openai": fields}})
+    message = str(error.value)
+    assert "commercial.openai" in message and "placement: deployment" in message
+    for name in fields:
+        assert name in message
