@@ -4,9 +4,10 @@ Every `StreamChunk` yielded by a streaming deployment method crosses to the ingr
 own (serialised, sent, received, relayed: about a millisecond of CPU each). Upstreams
 often hand several pieces over at once (one TCP read holds many SSE events), so pieces that
 are ready within `window_s` of the first one held are merged into one chunk, up to
-`max_pieces` of them. The first chunk of a stream is never held (time to first byte stays
-what it was), and only plain text pieces of the same choice are merged: a chunk with tool
-call deltas, logprobs or a finish reason is passed on as it is, after whatever was held.
+`max_pieces` of them. The first chunks of a stream, up to and including the first with
+content, are never held (the time to the first token stays what it was), and only plain
+text pieces of the same choice are merged: a chunk with tool call deltas, logprobs or a
+finish reason is passed on as it is, after whatever was held.
 """
 
 import asyncio
@@ -90,11 +91,14 @@ async def coalesced(
             yield piece
         return
     state = _Coalescer(source, window_s, max_pieces)
-    try:
-        first = await anext(source)
-    except StopAsyncIteration:
+    # Never held, up to and including the first piece with content (an OpenAI stream opens
+    # with an empty role delta): the time to the first token does not change.
+    async for first in source:
+        yield first
+        if first.text or not is_plain_text(first):
+            break
+    else:
         return
-    yield first  # never held: the time to the first byte does not change
     chunk: StreamChunk | None
     try:
         while True:

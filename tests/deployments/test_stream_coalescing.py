@@ -60,6 +60,25 @@ async def test_the_first_chunk_is_never_held() -> None:
     assert texts(await collect(stream)) == ["second"]
 
 
+async def test_empty_opening_chunks_and_the_first_content_are_never_held() -> None:
+    """An OpenAI stream opens with an empty role delta: the first token goes out at once
+    too, and only what follows it is coalesced."""
+    gate = asyncio.Event()
+
+    async def slow() -> AsyncIterator[StreamChunk]:
+        yield StreamChunk("")
+        yield StreamChunk("Hello")
+        await gate.wait()
+        yield StreamChunk(" world")
+        yield StreamChunk("!")
+
+    stream = coalesced(slow(), 10.0, 16)
+    opening = [await asyncio.wait_for(anext(stream), 1.0) for _ in range(2)]
+    assert texts(opening) == ["", "Hello"]  # neither waited for the 10 s window
+    gate.set()
+    assert "".join(texts(await collect(stream))) == " world!"
+
+
 async def test_pieces_further_apart_than_the_window_go_on_their_own() -> None:
     items = [StreamChunk("a"), StreamChunk("b"), WINDOW_S * 3, StreamChunk("c")]
     out = await collect(coalesced(source(items), WINDOW_S, 16))
