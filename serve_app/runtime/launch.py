@@ -154,16 +154,23 @@ def main(argv: list[str] | None = None) -> int:
         yaml.safe_dump(plan.document, handle)
     serve = Path(sys.executable).with_name("serve")
     if not fast:
+        default_sigint()  # kept across exec (see run_and_clean_up)
         os.execv(str(serve), [str(serve), "run", handle.name])
     port = int(http.get("port", 8000))
     return run_and_clean_up([str(serve), "run", handle.name], haproxy_base(port))
+
+
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_and_clean_up(command: list[str], base: Path) -> int:
     """`serve run` as a child: SIGINT/SIGTERM are passed on as SIGINT (Serve's clean stop),
     and an HAProxy that Ray left behind (it runs in a process group of its own, which a
     group kill does not reach) is stopped once `serve run` has exited."""
-    child = subprocess.Popen(command)
+    # SIGINT at its default in the child: a shell that starts `make run` in the background
+    # sets it to "ignored", which `serve run` would inherit and never stop on what we pass.
+    child = subprocess.Popen(command, preexec_fn=default_sigint)
 
     def pass_on(signum: int, frame: FrameType | None) -> None:
         with contextlib.suppress(ProcessLookupError):
