@@ -38,7 +38,7 @@ class DeploymentProbe:
     async def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every deployment's last description; the first call starts the refresher and
         waits for its first round."""
-        if self._refresher is None:
+        if self._refresher is None or self._refresher.done():
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
         if self._snapshot is None:
             await self._snapshot_ready.wait()
@@ -52,6 +52,15 @@ class DeploymentProbe:
                     self.describe_all(), self.serve_replicas()
                 )
                 self.refreshes += 1
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # close(): this task itself is stopped
+                # A call inside the round was cancelled (Serve cancels a handle call to a
+                # deployment that is still starting): a failed round, not the end of probing.
+                logger.warning("deployment probe round cancelled from within; next round soon")
+                if self._snapshot is None:
+                    self._snapshot = {}
             except Exception:  # our bug: logged with its traceback; the last snapshot stays
                 logger.exception("deployment probe round failed")
                 if self._snapshot is None:

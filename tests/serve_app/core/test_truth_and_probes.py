@@ -17,7 +17,7 @@ from serve_app.contracts.config import LedgerConfig
 from serve_app.contracts.errors import InternalError
 from serve_app.core.gateway import cancelled
 from tests.fakes.handles import FakeResult
-from tests.serve_app.core.resilience_fakes import assert_error, build_rig, failing
+from tests.serve_app.core.resilience_fakes import assert_error, build_rig, failing, gateway_args
 
 
 def test_a_programming_error_in_the_provider_call_is_an_internal_error(
@@ -75,8 +75,44 @@ async def test_500_concurrent_ready_calls_make_a_handful_of_describes() -> None:
         await rig.close()
 
 
+class CancelledOnceProbe:
+    """`describe` whose first call is cancelled from within (as Serve does to a handle call
+    to a deployment still starting), then answers."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def remote(self) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            return CancelledResult()
+        return FakeResult({"metadata": {}})
+
+
+class CancelledResult(FakeResult):
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    async def _run(self) -> Any:
+        raise asyncio.CancelledError
+
+
+async def test_a_probe_round_cancelled_from_within_does_not_stop_probing() -> None:
+    """Seen with `make run`: the first round's cancelled call ended the refresher, and every
+    later /ready waited forever for a snapshot."""
+    rig = build_rig(gateway_args(ingress={"probe_interval_s": 0.1}))
+    rig.handles["demo"].describe = CancelledOnceProbe()  # type: ignore[assignment]
+    try:
+        first = await asyncio.wait_for(rig.client.get("/api/v1/ready"), 5)
+        assert first.status_code in (200, 503)
+        await asyncio.sleep(0.3)  # the next rounds answer
+        ready = await asyncio.wait_for(rig.client.get("/api/v1/ready"), 5)
+        assert ready.status_code == 200, ready.text
+    finally:
+        await rig.close()
+
+
 async def test_status_needs_the_admin_key_unless_public() -> None:
-    from tests.serve_app.core.resilience_fakes import gateway_args
 
     for public, expected in ((False, 401), (True, 200)):
         args = gateway_args()
