@@ -8,6 +8,7 @@ ingress replica refreshes every `ingress.probe_interval_s`: a flood of probes co
 """
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -39,7 +40,12 @@ class DeploymentProbe:
         """Every deployment's last description; the first call starts the refresher and
         waits for its first round."""
         if self._refresher is None or self._refresher.done():
-            self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+            # A context of its own: created inside a request, the task would carry Serve's
+            # request context, and Serve cancels a request's handle calls when its client
+            # goes away (a probe that timed out while the deployments were starting).
+            self._refresher = asyncio.get_running_loop().create_task(
+                self._refresh_forever(), context=contextvars.Context()
+            )
         if self._snapshot is None:
             await self._snapshot_ready.wait()
         assert self._snapshot is not None
@@ -56,8 +62,8 @@ class DeploymentProbe:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     raise  # close(): this task itself is stopped
-                # A call inside the round was cancelled (Serve cancels a handle call to a
-                # deployment that is still starting): a failed round, not the end of probing.
+                # A call inside the round was cancelled from outside this task: a failed
+                # round, not the end of probing.
                 logger.warning("deployment probe round cancelled from within; next round soon")
                 if self._snapshot is None:
                     self._snapshot = {}

@@ -98,8 +98,9 @@ class CancelledResult(FakeResult):
 
 
 async def test_a_probe_round_cancelled_from_within_does_not_stop_probing() -> None:
-    """Seen with `make run`: the first round's cancelled call ended the refresher, and every
-    later /ready waited forever for a snapshot."""
+    """Seen with `make run`: Serve cancelled the first round's handle calls along with the
+    /ready request that started the refresher (its client timed out), the refresher ended,
+    and every later /ready waited forever for a snapshot."""
     rig = build_rig(gateway_args(ingress={"probe_interval_s": 0.1}))
     rig.handles["demo"].describe = CancelledOnceProbe()  # type: ignore[assignment]
     try:
