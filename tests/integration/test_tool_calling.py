@@ -77,6 +77,17 @@ def openai_turn(client: openai.OpenAI, model: str, messages: list[Any], stream: 
         return events.get_final_completion()
 
 
+def the_one_call(first: Any, schema: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """The answer's one `get_weather` call, checked: (choice, call, parsed arguments)."""
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls
+    assert call.id.startswith("call_") and call.function.name == "get_weather"
+    arguments = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, schema)
+    return choice, call, arguments
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize("model", [GPT, CLAUDE])
 def test_openai_sdk_tool_loop(
@@ -84,12 +95,7 @@ def test_openai_sdk_tool_loop(
 ) -> None:
     messages: list[Any] = [{"role": "user", "content": QUESTION}]
     first = openai_turn(oai, model, messages, stream)
-    choice = first.choices[0]
-    assert choice.finish_reason == "tool_calls"
-    (call,) = choice.message.tool_calls
-    assert call.id.startswith("call_") and call.function.name == "get_weather"
-    arguments = json.loads(call.function.arguments)
-    jsonschema.validate(arguments, WEATHER_SCHEMA)
+    choice, call, arguments = the_one_call(first, WEATHER_SCHEMA)
     upstream = last_upstream(fake_provider)
     if model == CLAUDE:
         assert upstream["tools"][0]["input_schema"] == WEATHER_SCHEMA
@@ -112,18 +118,38 @@ def test_openai_sdk_tool_loop(
 
 
 def anthropic_turn(
-    client: anthropic.Anthropic, model: str, messages: list[Any], stream: bool
+    client: anthropic.Anthropic,
+    model: str,
+    messages: list[Any],
+    stream: bool,
+    schema: dict[str, Any] = WEATHER_SCHEMA,
+    **extra: Any,
 ) -> Any:
     kwargs: dict[str, Any] = {
         "model": model,
         "max_tokens": 64,
         "messages": messages,
-        "tools": anthropic_tools(("get_weather", WEATHER_SCHEMA)),
+        "tools": anthropic_tools(("get_weather", schema)),
+        **extra,
     }
     if not stream:
         return client.messages.create(**kwargs)
     with client.messages.stream(**kwargs) as events:
         return events.get_final_message()
+
+
+def answer_tool_use(first: Any, schema: dict[str, Any], function: Any, messages: list[Any]) -> Any:
+    """Check the answer's one `get_weather` call, then append it and the function's result
+    to `messages` as the next turns; the call."""
+    assert first.stop_reason == "tool_use"
+    (use,) = [block for block in first.content if block.type == "tool_use"]
+    assert use.id.startswith("toolu_") and use.name == "get_weather"
+    jsonschema.validate(use.input, schema)
+    content = [b.model_dump(exclude_none=True) for b in first.content]
+    messages.append({"role": "assistant", "content": content})
+    result = {"type": "tool_result", "tool_use_id": use.id, "content": function(**use.input)}
+    messages.append({"role": "user", "content": [result]})
+    return use
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
@@ -133,14 +159,7 @@ def test_anthropic_sdk_tool_loop(
 ) -> None:
     messages: list[Any] = [{"role": "user", "content": QUESTION}]
     first = anthropic_turn(claude, model, messages, stream)
-    assert first.stop_reason == "tool_use"
-    (use,) = [block for block in first.content if block.type == "tool_use"]
-    assert use.id.startswith("toolu_") and use.name == "get_weather"
-    jsonschema.validate(use.input, WEATHER_SCHEMA)
-    content = [b.model_dump(exclude_none=True) for b in first.content]
-    messages.append({"role": "assistant", "content": content})
-    result = {"type": "tool_result", "tool_use_id": use.id, "content": get_weather(**use.input)}
-    messages.append({"role": "user", "content": [result]})
+    use = answer_tool_use(first, WEATHER_SCHEMA, get_weather, messages)
     final = anthropic_turn(claude, model, messages, stream)
     assert final.stop_reason == "end_turn"
     assert final.content[0].text == "Tool said: " + get_weather(**use.input)
@@ -258,12 +277,7 @@ def test_openai_sdk_tool_loop_on_a_local_model(oai: openai.OpenAI, stream: bool)
     first = local_openai_turn(
         oai, messages, stream, tool_choice="required", parallel_tool_calls=False
     )
-    choice = first.choices[0]
-    assert choice.finish_reason == "tool_calls"
-    (call,) = choice.message.tool_calls
-    assert call.id.startswith("call_") and call.function.name == "get_weather"
-    arguments = json.loads(call.function.arguments)
-    jsonschema.validate(arguments, LOCAL_SCHEMA)
+    choice, call, arguments = the_one_call(first, LOCAL_SCHEMA)
     messages += [choice.message.model_dump(exclude_none=True)]
     messages += [{"role": "tool", "tool_call_id": call.id, "content": local_weather(**arguments)}]
     final = local_openai_turn(oai, messages, stream, tool_choice="auto", max_tokens=8)
@@ -275,42 +289,32 @@ def test_openai_sdk_tool_loop_on_a_local_model(oai: openai.OpenAI, stream: bool)
     assert final.usage.prompt_tokens > first.usage.prompt_tokens + result_chars // 4
 
 
-def local_anthropic_turn(
-    client: anthropic.Anthropic,
-    messages: list[Any],
-    stream: bool,
-    choice: dict[str, Any],
-    max_tokens: int = 200,
-) -> Any:
-    kwargs: dict[str, Any] = {
-        "model": LOCAL,
-        "max_tokens": max_tokens,
-        "messages": messages,
-        "tools": anthropic_tools(("get_weather", LOCAL_SCHEMA)),
-        "tool_choice": choice,
-    }
-    if not stream:
-        return client.messages.create(**kwargs)
-    with client.messages.stream(**kwargs) as events:
-        return events.get_final_message()
-
-
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_anthropic_sdk_tool_loop_on_a_local_model(
     claude: anthropic.Anthropic, stream: bool
 ) -> None:
     messages: list[Any] = [{"role": "user", "content": QUESTION}]
     forced = {"type": "any", "disable_parallel_tool_use": True}
-    first = local_anthropic_turn(claude, messages, stream, forced)
-    assert first.stop_reason == "tool_use"
-    (use,) = [block for block in first.content if block.type == "tool_use"]
-    assert use.id.startswith("toolu_") and use.name == "get_weather"
-    jsonschema.validate(use.input, LOCAL_SCHEMA)
-    content = [b.model_dump(exclude_none=True) for b in first.content]
-    messages.append({"role": "assistant", "content": content})
-    result = {"type": "tool_result", "tool_use_id": use.id, "content": local_weather(**use.input)}
-    messages.append({"role": "user", "content": [result]})
-    final = local_anthropic_turn(claude, messages, stream, {"type": "auto"}, max_tokens=8)
+    first = anthropic_turn(
+        claude, LOCAL, messages, stream, LOCAL_SCHEMA, tool_choice=forced, max_tokens=200
+    )
+    answer_tool_use(first, LOCAL_SCHEMA, local_weather, messages)
+    auto = {"type": "auto"}
+    final = anthropic_turn(
+        claude, LOCAL, messages, stream, LOCAL_SCHEMA, tool_choice=auto, max_tokens=8
+    )
     assert final.stop_reason == "max_tokens"
     assert [block.type for block in final.content] == ["text"]
     assert final.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
+
+
+def test_tools_that_overflow_a_local_models_context_are_a_400_naming_both_sizes(
+    oai: openai.OpenAI,
+) -> None:
+    """The demo model's 256-token context cannot hold the rendered tool definitions."""
+    with pytest.raises(openai.BadRequestError, match=r"The prompt has \d+ tokens.*context is 256"):
+        oai.chat.completions.create(
+            model="demo",
+            messages=[{"role": "user", "content": QUESTION}],
+            tools=openai_tools(("get_weather", WEATHER_SCHEMA)),
+        )
