@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Profile the commercial hot path with py-spy: the gateway (configs/bench.yaml through
 # serve_app.runtime.launch, so the fast path applies) in front of the shared harness's fake upstream,
-# under closed-loop load on /v1/chat/completions; py-spy samples the ingress, the openai
-# proxy and the rate limiter replicas. Needs `pip install py-spy` and `bash bench/run_peer.sh`
+# under closed-loop load on /v1/chat/completions; py-spy samples the ingress (which holds the
+# provider proxies with the default `placement: ingress`), the openai proxy replica (with
+# `placement: deployment`) and the rate limiter replicas. Needs `pip install py-spy` and `bash bench/run_peer.sh`
 # run once (for /tmp/peerbench/venv-harness).
 #   bash bench/profile_path.sh            # results in /tmp/profile-path/*.txt
 set -euo pipefail
@@ -37,7 +38,7 @@ LOAD=$!
 sleep 3
 SPIES=()
 for name in Gateway openai RateLimiter; do
-  pid=$(pgrep -f "ServeReplica:gateway:$name" | head -1)
+  pid=$(pgrep -f "ServeReplica:gateway:$name" | head -1) || continue  # openai: placement deployment only
   .venv/bin/py-spy record -r 200 -d "$SECONDS_PROFILED" -p "$pid" --format raw \
     -o "$OUT/$name.raw" > /dev/null 2>&1 &
   SPIES+=($!)
