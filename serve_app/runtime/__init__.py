@@ -1,3 +1,4 @@
-"""Putting it together: the Serve application builder, the ingress deployment class, the
-launcher (`make run`), environment settings, config checks and CLIs.
+"""Putting it together: the Serve application builder, the ingress deployment class (and the
+providers it runs in process), the launcher (`make run`), environment settings, config
+checks and CLIs.
 """
