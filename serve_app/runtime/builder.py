@@ -43,15 +43,14 @@ def local_model_deployment(
 ) -> Application:
     """One deployment per base model; its LoRA fine-tunes are multiplexed onto it. With
     `adapters.allowed_roots` set, its replicas also poll the run-time adapters of this base
-    (every `auth.cache_ttl_s`) to drop the deleted ones. The engine (torch, transformers) is
-    imported only when there is a local model to bind: the process that builds a
-    commercial-only graph, and whatever Ray reuses it for, never loads torch."""
-    from deployments.engine.embedder import LocalEmbeddingServer
-    from deployments.engine.server import LocalModelServer
+    (every `auth.cache_ttl_s`) to drop the deleted ones. The bound classes import the engine
+    (torch, transformers) in their constructor, on the model replica: the process that
+    builds the graph never loads torch."""
+    from deployments.engine.entry import LocalEmbeddingDeployment, LocalModelDeployment
 
     options = model.serve_options()
     options["ray_actor_options"].update(num_gpus=model.num_gpus, resources=model.resources)
-    server = LocalEmbeddingServer if model.task == "embed" else LocalModelServer
+    server = LocalEmbeddingDeployment if model.task == "embed" else LocalModelDeployment
     deployment = as_deployment(server).options(
         name=model.id,
         user_config=model.batching.model_dump(),
