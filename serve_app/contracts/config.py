@@ -270,6 +270,17 @@ class IngressConfig(ReplicaConfig):
         description="How often one background task per ingress replica asks the deployments "
         "to describe themselves; /ready and /status answer from that snapshot.",
     )
+    probe_startup_interval_s: float = Field(
+        0.25,
+        ge=0.05,
+        le=60,
+        description="The interval instead of probe_interval_s while a deployment is not "
+        "available yet, during the first probe_startup_window_s of the replica's probing: "
+        "/ready turns 200 soon after the models have loaded.",
+    )
+    probe_startup_window_s: float = Field(
+        60.0, ge=0, le=3600, description="How long the start-up interval may apply."
+    )
     fast_path: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Ray 2.60's HAProxy ingress (direct to the ingress replica, gRPC between "

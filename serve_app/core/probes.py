@@ -10,6 +10,7 @@ ingress replica refreshes every `ingress.probe_interval_s`: a flood of probes co
 import asyncio
 import contextvars
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,6 +53,7 @@ class DeploymentProbe:
         return self._snapshot
 
     async def _refresh_forever(self) -> None:
+        started = time.monotonic()
         while True:
             try:
                 self._snapshot, self._replicas = await asyncio.gather(
@@ -72,7 +74,20 @@ class DeploymentProbe:
                 if self._snapshot is None:
                     self._snapshot = {}
             self._snapshot_ready.set()
-            await asyncio.sleep(self.config.ingress.probe_interval_s)
+            await asyncio.sleep(self._next_interval(time.monotonic() - started))
+
+    def _next_interval(self, probing_for_s: float) -> float:
+        """`probe_interval_s`, or the start-up interval while some deployment is not
+        available yet early in the replica's life (so /ready follows the models closely)."""
+        ingress = self.config.ingress
+        starting = probing_for_s < ingress.probe_startup_window_s
+        snapshot = self._snapshot or {}
+        waiting = any(
+            snapshot.get(name, {}).get("status") != "available" for name in self._local_names()
+        )
+        if starting and waiting:
+            return min(ingress.probe_startup_interval_s, ingress.probe_interval_s)
+        return ingress.probe_interval_s
 
     async def close(self) -> None:
         if self._refresher is not None:
@@ -240,9 +255,12 @@ class DeploymentProbe:
         route = self.catalog.get(model_id)
         return self.model_info(route, await self.describe(route.deployment, route.handle))
 
+    def _local_names(self) -> list[str]:
+        return sorted({r.deployment for r in self.catalog if r.model_type == "fine_tuned"})
+
     async def readiness(self) -> tuple[bool, dict[str, str]]:
         """Ready when every local model deployment answers; providers never block readiness."""
-        local = sorted({r.deployment for r in self.catalog if r.model_type == "fine_tuned"})
+        local = self._local_names()
         snapshot = await self.snapshot()
         results = [snapshot.get(name, {"status": "unknown"}) for name in local]
         not_ready = {

@@ -14,7 +14,7 @@ from deployments.providers.sdk_errors import map_sdk_error
 from serve_app.accounting.ledger import Ledger, UsageRecord
 from serve_app.accounting.usage_store import UsageStore, open_engine
 from serve_app.contracts.config import LedgerConfig
-from serve_app.contracts.errors import InternalError
+from serve_app.contracts.errors import InternalError, UpstreamTimeoutError
 from serve_app.core.gateway import cancelled
 from tests.fakes.handles import FakeResult
 from tests.serve_app.core.resilience_fakes import assert_error, build_rig, failing, gateway_args
@@ -109,6 +109,38 @@ async def test_a_probe_round_cancelled_from_within_does_not_stop_probing() -> No
         await asyncio.sleep(0.3)  # the next rounds answer
         ready = await asyncio.wait_for(rig.client.get("/api/v1/ready"), 5)
         assert ready.status_code == 200, ready.text
+    finally:
+        await rig.close()
+
+
+class RaisingResult(FakeResult):
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(None)
+        self.error = error
+
+    async def _run(self) -> Any:
+        raise self.error
+
+
+class UnavailableOnceProbe(CancelledOnceProbe):
+    """`describe` that fails on its first call (a model still loading), then answers."""
+
+    def remote(self) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            return RaisingResult(UpstreamTimeoutError("loading", code="deadline_exceeded"))
+        return FakeResult({"metadata": {}})
+
+
+async def test_ready_follows_a_loading_model_at_the_start_up_interval() -> None:
+    ingress = {"probe_interval_s": 30, "probe_startup_interval_s": 0.1}
+    rig = build_rig(gateway_args(ingress=ingress))
+    rig.handles["demo"].describe = UnavailableOnceProbe()  # type: ignore[assignment]
+    try:
+        first = await rig.client.get("/api/v1/ready")
+        assert first.status_code == 503
+        await asyncio.sleep(0.4)  # not the 30 s of probe_interval_s
+        assert (await rig.client.get("/api/v1/ready")).status_code == 200
     finally:
         await rig.close()
 
