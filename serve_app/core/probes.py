@@ -67,12 +67,10 @@ class DeploymentProbe:
                 # A call inside the round was cancelled from outside this task: a failed
                 # round, not the end of probing.
                 logger.warning("deployment probe round cancelled from within; next round soon")
-                if self._snapshot is None:
-                    self._snapshot = {}
             except Exception:  # our bug: logged with its traceback; the last snapshot stays
                 logger.exception("deployment probe round failed")
-                if self._snapshot is None:
-                    self._snapshot = {}
+            if self._snapshot is None:  # a failed first round: an empty snapshot
+                self._snapshot = {}
             self._snapshot_ready.set()
             await asyncio.sleep(self._next_interval(time.monotonic() - started))
 

@@ -77,11 +77,7 @@ def provider_deployments(config: GatewayConfig, limiter: Application) -> dict[st
     if commercial is None:
         return {}
     bound = {}
-    for name in ("openai", "anthropic"):
-        provider = commercial.provider(name)
-        models = [m.model_dump(mode="json") for m in commercial.models if m.provider == name]
-        if not provider.enabled or not models or provider.placement != "deployment":
-            continue
+    for name, provider, models in commercial.placed("deployment"):
         deployment = as_deployment(ProviderProxy).options(name=name, **provider.serve_options())
         bound[name] = deployment.bind(name, provider.model_dump(mode="json"), models, limiter)
     return bound
@@ -110,11 +106,7 @@ def bind_graph(config: GatewayConfig) -> Application:
 
 
 def providers_in_ingress(config: GatewayConfig) -> bool:
-    commercial = config.commercial
-    return commercial is not None and any(
-        commercial.provider(name).enabled and commercial.provider(name).placement == "ingress"
-        for name in ("openai", "anthropic")
-    )
+    return config.commercial is not None and bool(config.commercial.placed("ingress"))
 
 
 def running_proxy_location() -> str | None:

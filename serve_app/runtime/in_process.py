@@ -67,16 +67,14 @@ def in_ingress_providers(config: GatewayConfig, limiter: Any) -> dict[str, InPro
     """A proxy per provider placed in the ingress, built in this replica (its SDK client is
     made once, here), sharing the cluster's `RateLimiter` through `limiter`. The SDKs are
     imported only when some provider runs here."""
-    commercial = config.commercial
-    if commercial is None:
+    placed = config.commercial.placed("ingress") if config.commercial is not None else []
+    if not placed:
         return {}
-    handles: dict[str, InProcessHandle] = {}
-    for name in ("openai", "anthropic"):
-        provider = commercial.provider(name)
-        models = [m.model_dump(mode="json") for m in commercial.models if m.provider == name]
-        if provider.enabled and models and provider.placement == "ingress":
-            from deployments.providers.proxy import ProviderProxy
+    from deployments.providers.proxy import ProviderProxy
 
-            proxy = ProviderProxy(name, provider.model_dump(mode="json"), models, limiter)
-            handles[name] = InProcessHandle(proxy)
-    return handles
+    return {
+        name: InProcessHandle(
+            ProviderProxy(name, provider.model_dump(mode="json"), models, limiter)
+        )
+        for name, provider, models in placed
+    }

@@ -1,6 +1,6 @@
 """Commercial providers (where their proxies run, SDK settings, limits) and models."""
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -191,3 +191,16 @@ class CommercialConfig(StrictModel):
     def provider(self, name: str) -> ProviderConfig:
         config: ProviderConfig = getattr(self, name)
         return config
+
+    def placed(
+        self, placement: ProviderPlacement
+    ) -> list[tuple[str, ProviderConfig, list[dict[str, Any]]]]:
+        """The enabled providers with models that run at `placement`: (name, config, their
+        models as JSON), what a proxy of each is built from."""
+        out = []
+        for name in ("openai", "anthropic"):
+            provider = self.provider(name)
+            models = [m.model_dump(mode="json") for m in self.models if m.provider == name]
+            if provider.enabled and models and provider.placement == placement:
+                out.append((name, provider, models))
+        return out
