@@ -41,16 +41,6 @@ PERSON = {
 }
 
 
-@pytest.fixture
-def oai(gateway: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0)
-
-
-@pytest.fixture
-def claude(gateway: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gateway, api_key="unused", max_retries=0)
-
-
 @pytest.fixture(autouse=True)
 def clean_fake(fake_provider: FakeProvider) -> None:
     fake_provider.reset()

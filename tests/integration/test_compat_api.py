@@ -19,16 +19,6 @@ pytestmark = pytest.mark.integration
 QUESTION = [{"role": "user", "content": SAMPLE_QUESTION}]
 
 
-@pytest.fixture
-def oai(gateway: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0)
-
-
-@pytest.fixture
-def claude(gateway: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gateway, api_key="unused", max_retries=0)
-
-
 @pytest.fixture(autouse=True)
 def clean_fake(fake_provider: FakeProvider) -> None:
     fake_provider.reset()

@@ -11,11 +11,6 @@ from tests.fakes.fake_provider import FakeProvider, fake_embedding
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def oai(gateway: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0)
-
-
 def test_local_embeddings_through_the_sdk(oai: openai.OpenAI) -> None:
     texts = ["What is the capital of Zorbia?", "Which city is Zorbia's capital?", "2 + 2"]
     result = oai.embeddings.create(model="demo-embed", input=texts)  # base64 on the wire

@@ -10,11 +10,6 @@ from tests.fakes.fake_provider import FakeProvider
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def oai(gateway: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0)
-
-
 def test_the_demo_model_answers_and_continues(oai: openai.OpenAI) -> None:
     first = oai.responses.create(model="demo", input=SAMPLE_QUESTION, temperature=0)
     assert first.output_text == SAMPLE_ANSWER.strip()

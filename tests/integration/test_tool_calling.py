@@ -33,16 +33,6 @@ def get_weather(city: str, unit: str, days: int) -> str:
     return f"{city}: sunny for {days} days, 21 degrees {unit}"
 
 
-@pytest.fixture
-def oai(gateway: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0)
-
-
-@pytest.fixture
-def claude(gateway: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gateway, api_key="unused", max_retries=0)
-
-
 @pytest.fixture(autouse=True)
 def clean_fake(fake_provider: FakeProvider) -> None:
     fake_provider.reset()
