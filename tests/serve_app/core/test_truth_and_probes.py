@@ -3,6 +3,7 @@ probes that cost nothing (a flood of /ready makes a handful of describe calls), 
 never lost (close() during a slow write), and cancelled commercial calls billed."""
 
 import asyncio
+import contextvars
 import logging
 import time
 from pathlib import Path
@@ -109,6 +110,37 @@ async def test_a_probe_round_cancelled_from_within_does_not_stop_probing() -> No
         await asyncio.sleep(0.3)  # the next rounds answer
         ready = await asyncio.wait_for(rig.client.get("/api/v1/ready"), 5)
         assert ready.status_code == 200, ready.text
+    finally:
+        await rig.close()
+
+
+REQUEST_CONTEXT: contextvars.ContextVar[str] = contextvars.ContextVar("request_context")
+
+
+class ContextRecordingProbe:
+    """`describe` that records the request context it was called in (Serve cancels a
+    request's handle calls with the request)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str | None] = []
+
+    def remote(self) -> Any:
+        self.seen.append(REQUEST_CONTEXT.get(None))
+        return FakeResult({"metadata": {}})
+
+
+async def test_the_refresher_does_not_run_in_the_context_of_the_request_that_started_it() -> None:
+    rig = build_rig()
+    probe = ContextRecordingProbe()
+    rig.handles["demo"].describe = probe  # type: ignore[assignment]
+
+    async def in_a_request() -> dict[str, Any]:
+        REQUEST_CONTEXT.set("request-1")
+        return await rig.gateway.probe.snapshot()
+
+    try:
+        await asyncio.create_task(in_a_request())
+        assert probe.seen and set(probe.seen) == {None}
     finally:
         await rig.close()
 

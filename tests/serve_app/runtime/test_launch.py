@@ -44,3 +44,29 @@ def test_haproxy_paths_fit_its_socket_limit_and_keep_what_is_set() -> None:
         path = Path(environ[name])
         longest = len(str(path.parent)) + 1 + NODE_ID_CHARS + 1 + len(path.name)
         assert longest <= HAPROXY_SOCKET_LIMIT, environ[name]
+
+
+REPORT_SIGINT = (
+    "import signal, sys; "
+    "open(sys.argv[1], 'w').write(str(signal.getsignal(signal.SIGINT) is signal.SIG_IGN))"
+)
+
+
+def test_serve_run_gets_sigint_at_its_default_when_the_shell_ignored_it(tmp_path: Path) -> None:
+    """A shell that starts `make run` in the background sets SIGINT to "ignored"; the child
+    must not inherit that, or it never stops on the SIGINT that launch passes on."""
+    import signal
+    import sys
+
+    from serve_app.runtime.launch import run_and_clean_up
+
+    report = tmp_path / "sigint"
+    saved = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        code = run_and_clean_up([sys.executable, "-c", REPORT_SIGINT, str(report)], tmp_path)
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+    assert code == 0
+    assert report.read_text() == "False"
