@@ -34,6 +34,7 @@ ANTHROPIC_FINISH = {
     "refusal": "content_filter",
 }
 TOOL_CHOICE = {"auto": "auto", "none": "none", "required": "any", "tool": "tool"}
+JSON = dict[str, Any]
 
 
 def _block(part: ContentPart) -> dict[str, Any]:
@@ -157,46 +158,50 @@ def anthropic_kwargs(params: GenerationParams, model: CommercialModelConfig) -> 
     return {**kwargs, **_sampling(params), **_tools(params), **_output_config(params)}
 
 
-def parse_anthropic(response: Any, model: CommercialModelConfig) -> GenerationOutput:
-    text = "".join(block.text for block in response.content if block.type == "text")
+def parse_anthropic(response: JSON, model: CommercialModelConfig) -> GenerationOutput:
+    """A message, as the JSON the SDK read (`sdk_calls`: no SDK model is built)."""
+    blocks = response["content"]
+    text = "".join(block["text"] for block in blocks if block["type"] == "text")
     calls = tuple(
-        ToolCall(block.id, block.name, json.dumps(block.input, ensure_ascii=False))
-        for block in response.content
-        if block.type == "tool_use"
+        ToolCall(block["id"], block["name"], json.dumps(block["input"], ensure_ascii=False))
+        for block in blocks
+        if block["type"] == "tool_use"
     )
-    reason = response.stop_reason or "end_turn"
+    reason = response.get("stop_reason") or "end_turn"
+    usage = response["usage"]
     return GenerationOutput(
         text=text,
-        input_tokens=response.usage.input_tokens,
-        output_tokens=response.usage.output_tokens,
+        input_tokens=usage["input_tokens"],
+        output_tokens=usage["output_tokens"],
         finish_reason=ANTHROPIC_FINISH.get(reason, reason),
-        served_model=getattr(response, "model", None) or model.upstream_model,
+        served_model=response.get("model") or model.upstream_model,
         tool_calls=calls,
     )
 
 
 async def anthropic_stream(stream: Any, model: CommercialModelConfig) -> AsyncIterator[StreamChunk]:
-    """Text and tool-call pieces from Anthropic's raw message events, then the usage and
-    stop reason (`message_delta` may carry a final input count too)."""
+    """Text and tool-call pieces from Anthropic's raw message events (the JSON the SDK read),
+    then the usage and stop reason (`message_delta` may carry a final input count too)."""
     finish, input_tokens, output_tokens, served = "stop", 0, 0, model.upstream_model
     calls = -1
     async for event in stream:
-        if event.type == "message_start":
-            input_tokens = event.message.usage.input_tokens
-            served = event.message.model or served
-        elif event.type == "content_block_start" and event.content_block.type == "tool_use":
+        kind = event["type"]
+        if kind == "message_start":
+            input_tokens = event["message"]["usage"]["input_tokens"]
+            served = event["message"].get("model") or served
+        elif kind == "content_block_start" and event["content_block"]["type"] == "tool_use":
             calls += 1
-            block = event.content_block
-            piece = ToolCallDelta(calls, block.id, block.name, "")
+            block = event["content_block"]
+            piece = ToolCallDelta(calls, block["id"], block["name"], "")
             yield StreamChunk("", input_tokens=input_tokens, tool_calls=(piece,))
-        elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-            yield StreamChunk(event.delta.text, input_tokens=input_tokens)
-        elif event.type == "content_block_delta" and event.delta.type == "input_json_delta":
-            piece = ToolCallDelta(calls, arguments=event.delta.partial_json)
+        elif kind == "content_block_delta" and event["delta"]["type"] == "text_delta":
+            yield StreamChunk(event["delta"]["text"], input_tokens=input_tokens)
+        elif kind == "content_block_delta" and event["delta"]["type"] == "input_json_delta":
+            piece = ToolCallDelta(calls, arguments=event["delta"]["partial_json"])
             yield StreamChunk("", input_tokens=input_tokens, tool_calls=(piece,))
-        elif event.type == "message_delta":
-            reason = event.delta.stop_reason or "end_turn"
+        elif kind == "message_delta":
+            reason = event["delta"].get("stop_reason") or "end_turn"
             finish = ANTHROPIC_FINISH.get(reason, reason)
-            output_tokens = event.usage.output_tokens
-            input_tokens = getattr(event.usage, "input_tokens", None) or input_tokens
+            output_tokens = event["usage"]["output_tokens"]
+            input_tokens = event["usage"].get("input_tokens") or input_tokens
     yield StreamChunk("", finish, input_tokens, output_tokens, served)

@@ -31,6 +31,7 @@ OPENAI_FINISH = {
     "function_call": "tool_calls",
 }
 TOOL_ERROR_PREFIX = "[tool error] "  # OpenAI has no is_error: it travels in the text
+JSON = dict[str, Any]
 
 
 def _part(part: ContentPart) -> dict[str, Any]:
@@ -151,29 +152,33 @@ def openai_chat_kwargs(params: GenerationParams, model: CommercialModelConfig) -
     }
 
 
-def _logprobs(logprobs: Any) -> tuple[TokenLogprob, ...] | None:
-    content = getattr(logprobs, "content", None) if logprobs is not None else None
+def _bytes(values: list[int] | None) -> tuple[int, ...] | None:
+    return tuple(values) if values is not None else None
+
+
+def _logprobs(logprobs: JSON | None) -> tuple[TokenLogprob, ...] | None:
+    content = logprobs.get("content") if logprobs else None
     if content is None:
         return None
     return tuple(
         TokenLogprob(
-            t.token,
-            t.logprob,
-            tuple(t.bytes) if t.bytes is not None else None,
+            t["token"],
+            t["logprob"],
+            _bytes(t.get("bytes")),
             tuple(
-                TopLogprob(a.token, a.logprob, tuple(a.bytes) if a.bytes is not None else None)
-                for a in t.top_logprobs or ()
+                TopLogprob(a["token"], a["logprob"], _bytes(a.get("bytes")))
+                for a in t.get("top_logprobs") or ()
             ),
         )
         for t in content
     )
 
 
-def _calls(message: Any) -> tuple[ToolCall, ...]:
+def _calls(message: JSON) -> tuple[ToolCall, ...]:
     return tuple(
-        ToolCall(c.id, c.function.name, c.function.arguments or "{}")
-        for c in message.tool_calls or ()
-        if getattr(c, "function", None) is not None
+        ToolCall(c["id"], c["function"]["name"], c["function"].get("arguments") or "{}")
+        for c in message.get("tool_calls") or ()
+        if c.get("function") is not None
     )
 
 
@@ -181,40 +186,41 @@ def _finish(reason: str | None) -> str:
     return OPENAI_FINISH.get(reason or "stop", reason or "stop")
 
 
-def parse_openai_chat(response: Any, model: CommercialModelConfig) -> GenerationOutput:
-    first, *others = sorted(response.choices, key=lambda c: c.index)
-    usage = response.usage
+def parse_openai_chat(response: JSON, model: CommercialModelConfig) -> GenerationOutput:
+    """A chat completion, as the JSON the SDK read (`sdk_calls`: no SDK model is built)."""
+    first, *others = sorted(response["choices"], key=lambda c: c["index"])
+    usage = response.get("usage")
     return GenerationOutput(
-        text=first.message.content or "",
-        input_tokens=usage.prompt_tokens if usage else 0,
-        output_tokens=usage.completion_tokens if usage else 0,
-        finish_reason=_finish(first.finish_reason),
-        served_model=getattr(response, "model", None) or model.upstream_model,
-        tool_calls=_calls(first.message),
-        logprobs=_logprobs(first.logprobs),
+        text=first["message"].get("content") or "",
+        input_tokens=usage["prompt_tokens"] if usage else 0,
+        output_tokens=usage["completion_tokens"] if usage else 0,
+        finish_reason=_finish(first.get("finish_reason")),
+        served_model=response.get("model") or model.upstream_model,
+        tool_calls=_calls(first["message"]),
+        logprobs=_logprobs(first.get("logprobs")),
         more_choices=tuple(
             Choice(
-                c.index,
-                c.message.content or "",
-                _finish(c.finish_reason),
-                _calls(c.message),
-                _logprobs(c.logprobs),
+                c["index"],
+                c["message"].get("content") or "",
+                _finish(c.get("finish_reason")),
+                _calls(c["message"]),
+                _logprobs(c.get("logprobs")),
             )
             for c in others
         ),
     )
 
 
-def _deltas(delta: Any) -> tuple[ToolCallDelta, ...]:
+def _deltas(delta: JSON) -> tuple[ToolCallDelta, ...]:
     pieces = []
-    for call in getattr(delta, "tool_calls", None) or ():
-        function = call.function
+    for call in delta.get("tool_calls") or ():
+        function = call.get("function") or {}
         pieces.append(
             ToolCallDelta(
-                call.index,
-                call.id,
-                function.name if function else None,
-                (function.arguments if function else None) or "",
+                call["index"],
+                call.get("id"),
+                function.get("name"),
+                function.get("arguments") or "",
             )
         )
     return tuple(pieces)
@@ -222,22 +228,24 @@ def _deltas(delta: Any) -> tuple[ToolCallDelta, ...]:
 
 async def openai_stream(stream: Any, model: CommercialModelConfig) -> AsyncIterator[StreamChunk]:
     """Chunks of an OpenAI chat stream opened with `include_usage` (text, tool-call pieces,
-    logprobs, per choice), then the first choice's finish reason and the usage."""
+    logprobs, per choice), then the first choice's finish reason and the usage. Each chunk
+    is the JSON the SDK read."""
     finish, input_tokens, output_tokens, served = "stop", 0, 0, model.upstream_model
     async for chunk in stream:
-        served = getattr(chunk, "model", None) or served
-        if chunk.usage is not None:
-            input_tokens, output_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
-        for choice in chunk.choices:
-            delta = choice.delta
-            text = (delta.content if delta else None) or ""
-            calls = _deltas(delta) if delta else ()
-            logprobs = _logprobs(choice.logprobs)
-            done = _finish(choice.finish_reason) if choice.finish_reason else None
-            if choice.index == 0 and done:
+        served = chunk.get("model") or served
+        usage = chunk.get("usage")
+        if usage is not None:
+            input_tokens, output_tokens = usage["prompt_tokens"], usage["completion_tokens"]
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or ""
+            calls = _deltas(delta)
+            logprobs = _logprobs(choice.get("logprobs"))
+            reason = choice.get("finish_reason")
+            done = _finish(reason) if reason else None
+            index = choice.get("index", 0)
+            if index == 0 and done:
                 finish, done = done, None
             if text or calls or logprobs or done:
-                yield StreamChunk(
-                    text, done, index=choice.index, tool_calls=calls, logprobs=logprobs
-                )
+                yield StreamChunk(text, done, index=index, tool_calls=calls, logprobs=logprobs)
     yield StreamChunk("", finish, input_tokens, output_tokens, served)

@@ -59,7 +59,7 @@ BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 8.0
 MIN_ATTEMPT_TIMEOUT_S = 0.05
 
-ClientFactory = Callable[[str, str | None, str, float], Any]
+ClientFactory = Callable[[str, ProviderConfig, str], Any]
 Create = Callable[[Any, dict[str, Any]], Awaitable[Any]]
 Params = GenerationParams | EmbeddingParams
 
@@ -86,11 +86,7 @@ class ProviderProxy:
         self.unavailable_reason = (
             None if api_key else f"no API key: set the {self.config.api_key_env} variable"
         )
-        self.client = (
-            client_factory(provider, self.config.base_url, api_key, self.config.timeout_s)
-            if api_key
-            else None
-        )
+        self.client = client_factory(provider, self.config, api_key) if api_key else None
         if self.unavailable_reason:
             logger.warning("%s proxy unavailable: %s", provider, self.unavailable_reason)
         # Checked once per replica: no span at all without OTEL_EXPORTER_OTLP_ENDPOINT.
@@ -168,6 +164,11 @@ class ProviderProxy:
         except Exception as exc:
             logger.warning("%s count_tokens failed: %s", self.provider, type(exc).__name__)
             raise map_sdk_error(exc, self.provider) from None
+
+    async def close(self) -> None:
+        """Close the SDK client's connections (the aiohttp session, when that transport)."""
+        if self.client is not None:
+            await self.client.close()
 
     def _require_client(self) -> None:
         if self.client is None:
@@ -323,3 +324,10 @@ class ProviderProxy:
             result.update(reachable=reachable, error=f"{error.error_type}: {error.message}")
         result["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return result
+
+
+class ProviderProxyDeployment(ProviderProxy):
+    """`placement: deployment`: Serve calls `__del__` on a clean stop of the replica."""
+
+    async def __del__(self) -> None:
+        await self.close()

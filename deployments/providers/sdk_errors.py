@@ -9,7 +9,7 @@ import logging
 import sys
 from typing import Any
 
-import httpx
+import httpx2
 
 from serve_app.contracts.errors import (
     GatewayError,
@@ -75,9 +75,29 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, sdk_errors("APIConnectionError"))
 
 
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """The SDKs' HTTP stack (httpx2), and aiohttp's when the `aiohttp` transport is loaded:
+    a stream that breaks mid-way raises these unwrapped."""
+    aiohttp = sys.modules.get("aiohttp")
+    return (httpx2.HTTPError, *((aiohttp.ClientError,) if aiohttp is not None else ()))
+
+
 def is_sdk_error(exc: BaseException) -> bool:
     """Raised by the SDK or its transport (or a broken JSON body the SDK read)?"""
-    return isinstance(exc, (*sdk_base_errors(), httpx.HTTPError, json.JSONDecodeError))
+    return isinstance(exc, (*sdk_base_errors(), *transport_errors(), json.JSONDecodeError))
+
+
+def refused_not_timed_out(exc: BaseException) -> bool:
+    """An SDK timeout that is really a failed connection. The SDKs' aiohttp transport maps
+    every aiohttp connection error (refused, reset, closed) to httpx2's `ConnectTimeout`;
+    the aiohttp error it came from says whether time ran out."""
+    aiohttp = sys.modules.get("aiohttp")
+    cause = exc.__cause__
+    while aiohttp is not None and cause is not None:
+        if isinstance(cause, aiohttp.ClientConnectionError):
+            return not isinstance(cause, TimeoutError)
+        cause = cause.__cause__
+    return False
 
 
 def map_sdk_error(exc: BaseException, provider: str) -> GatewayError:
@@ -88,7 +108,7 @@ def map_sdk_error(exc: BaseException, provider: str) -> GatewayError:
     if not is_sdk_error(exc):
         logger.error("%s call failed with a programming error", provider, exc_info=exc)
         return InternalError("Internal error.", code="internal_error")
-    if isinstance(exc, sdk_errors("APITimeoutError")):
+    if isinstance(exc, sdk_errors("APITimeoutError")) and not refused_not_timed_out(exc):
         return UpstreamTimeoutError(f"{provider} did not answer in time.", code="upstream_timeout")
     if isinstance(exc, sdk_errors("APIConnectionError")):
         return UpstreamError(f"Could not connect to {provider}.", code="upstream_unreachable")

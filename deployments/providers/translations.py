@@ -22,7 +22,7 @@ from deployments.providers.openai_wire import (
     parse_openai_chat,
 )
 from deployments.providers.sdk_calls import anthropic_messages_create, openai_chat_create
-from serve_app.contracts.config import CommercialModelConfig
+from serve_app.contracts.config import CommercialModelConfig, ProviderConfig
 from serve_app.contracts.wire import GenerationOutput, GenerationParams, StreamChunk
 
 __all__ = [
@@ -77,16 +77,26 @@ TRANSLATIONS: dict[str, ProviderTranslation] = {
 }
 
 
-def make_client(provider: str, base_url: str | None, api_key: str, timeout_s: float) -> Any:
-    """One SDK client per replica (never per request); the SDK's own retries are off."""
+def make_client(provider: str, config: ProviderConfig, api_key: str) -> Any:
+    """One SDK client per replica (never per request); the SDK's own retries are off.
+    `http_client: aiohttp` gives it the SDK's aiohttp transport (its session is opened on
+    the first call, in the replica's event loop)."""
+    sdk: Any
     if provider == "openai":
-        import openai
+        import openai as sdk
 
-        return openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0
-        )
-    import anthropic
+        client_class = sdk.AsyncOpenAI
+    else:
+        import anthropic as sdk
 
-    return anthropic.AsyncAnthropic(
-        api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0
+        client_class = sdk.AsyncAnthropic
+    transport = (
+        {"http_client": sdk.DefaultAioHttpClient()} if config.http_client == "aiohttp" else {}
+    )
+    return client_class(
+        api_key=api_key,
+        base_url=config.base_url,
+        timeout=config.timeout_s,
+        max_retries=0,
+        **transport,
     )

@@ -22,6 +22,7 @@ them; if they cannot even be created, or `enabled=False`, every method is a no-o
 record never fails a request: it is logged once and dropped.
 """
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -99,21 +100,33 @@ def tags(**values: object) -> dict[str, str]:
     return {key: str(value) for key, value in values.items()}
 
 
+Series = tuple[str, tuple[tuple[str, str], ...]]  # (attr, label items)
+
+
 class MetricSet:
     """The metrics of one process; subclasses add the record methods.
 
-    `factory` makes one Ray metric from its definition (tests hand in a broken one)."""
+    `factory` makes one Ray metric from its definition (tests hand in a broken one). With
+    `flush_interval_s` > 0, counter increments are summed and gauges keep their last value
+    per series, and both reach Ray at most that often (a timer on the running event loop;
+    `flush()` on shutdown): one Ray record per series per interval instead of several per
+    request. Histograms are recorded at once (Ray takes one observation per record)."""
 
     def __init__(
         self,
         definitions: Sequence[MetricDef],
         enabled: bool = True,
         factory: Callable[[MetricDef], Any] = ray_metric,
+        flush_interval_s: float = 0.0,
     ) -> None:
         created = self._create_all(definitions, enabled, factory)
         self.enabled = enabled and not any(isinstance(m, NullMetric) for m in created.values())
         self.metrics: dict[str, Metric] = created
+        self.flush_interval_s = flush_interval_s
         self._failed = False
+        self._counts: dict[Series, float] = {}
+        self._levels: dict[Series, float] = {}
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     @staticmethod
     def _create_all(
@@ -127,14 +140,49 @@ class MetricSet:
         return {metric.attr: NullMetric() for metric in definitions}
 
     def inc(self, attr: str, value: float, labels: dict[str, str]) -> None:
-        if value > 0:  # Ray counters reject increments <= 0
+        if value <= 0 or not self.enabled:  # Ray counters reject increments <= 0
+            return
+        if self.flush_interval_s <= 0:
             self._guard(self.metrics[attr].inc, value, labels)
+            return
+        series = (attr, tuple(labels.items()))
+        self._counts[series] = self._counts.get(series, 0.0) + value
+        self._flush_later()
 
     def observe(self, attr: str, value: float, labels: dict[str, str]) -> None:
-        self._guard(self.metrics[attr].observe, value, labels)
+        if self.enabled:
+            self._guard(self.metrics[attr].observe, value, labels)
 
     def set(self, attr: str, value: float, labels: dict[str, str]) -> None:
-        self._guard(self.metrics[attr].set, value, labels)
+        if not self.enabled:
+            return
+        if self.flush_interval_s <= 0:
+            self._guard(self.metrics[attr].set, value, labels)
+            return
+        self._levels[(attr, tuple(labels.items()))] = value
+        self._flush_later()
+
+    def flush(self) -> None:
+        """Hand every summed counter and last gauge value to Ray now."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        counts, self._counts = self._counts, {}
+        levels, self._levels = self._levels, {}
+        for (attr, labels), value in counts.items():
+            self._guard(self.metrics[attr].inc, value, dict(labels))
+        for (attr, labels), value in levels.items():
+            self._guard(self.metrics[attr].set, value, dict(labels))
+
+    def _flush_later(self) -> None:
+        if self._flush_timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a script, a sync test): nothing would flush
+            self.flush()
+            return
+        self._flush_timer = loop.call_later(self.flush_interval_s, self.flush)
 
     def _guard(self, record: Any, value: float, labels: Mapping[str, str]) -> None:
         try:

@@ -448,6 +448,8 @@ class Gateway(CachedCalls):
             await asyncio.gather(*self.background, return_exceptions=True)
         await self.cache.close()
         await self.ledger.close()
+        if self.metrics is not None:
+            self.metrics.flush()
         self.tracing.shutdown()
 
 

@@ -85,9 +85,12 @@ class GatewayMetrics(MetricSet):
     """The ingress's metrics; create one per ingress replica."""
 
     def __init__(
-        self, enabled: bool = True, factory: Callable[[MetricDef], Any] = ray_metric
+        self,
+        enabled: bool = True,
+        factory: Callable[[MetricDef], Any] = ray_metric,
+        flush_interval_s: float = 0.0,
     ) -> None:
-        super().__init__(GATEWAY_METRICS, enabled, factory)
+        super().__init__(GATEWAY_METRICS, enabled, factory, flush_interval_s)
         self._in_flight: dict[str, int] = {}
 
     def record_request(

@@ -16,7 +16,7 @@ from ray.serve import Application
 from ray.serve.deployment import Deployment
 
 from deployments.limits.rate_limiter import RateLimiter
-from deployments.providers.proxy import ProviderProxy
+from deployments.providers.proxy import ProviderProxyDeployment
 from serve_app.access.adapter_store import live_adapter_paths
 from serve_app.contracts.config import AdapterConfig, GatewayConfig, LocalModelConfig
 from serve_app.runtime.config_check import validate_args
@@ -78,7 +78,9 @@ def provider_deployments(config: GatewayConfig, limiter: Application) -> dict[st
         return {}
     bound = {}
     for name, provider, models in commercial.placed("deployment"):
-        deployment = as_deployment(ProviderProxy).options(name=name, **provider.serve_options())
+        deployment = as_deployment(ProviderProxyDeployment).options(
+            name=name, **provider.serve_options()
+        )
         bound[name] = deployment.bind(name, provider.model_dump(mode="json"), models, limiter)
     return bound
 

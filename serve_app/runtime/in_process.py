@@ -57,6 +57,11 @@ class InProcessHandle:
     def options(self, *, stream: bool = False, **_: Any) -> "InProcessHandle":
         return InProcessHandle(self._target, stream)
 
+    @property
+    def target(self) -> Any:
+        """The object this handle calls."""
+        return self._target
+
     def __getattr__(self, name: str) -> InProcessMethod:
         if name.startswith("_"):
             raise AttributeError(name)

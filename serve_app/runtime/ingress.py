@@ -17,7 +17,7 @@ from serve_app.access.key_cache import KeyCache
 from serve_app.access.key_store import KeyStore
 from serve_app.accounting.ledger import Ledger
 from serve_app.accounting.usage_store import UsageStore, open_engine
-from serve_app.contracts.config import GatewayConfig
+from serve_app.contracts.config import GatewayConfig, MetricsConfig
 from serve_app.contracts.tracing import tracing_from_env
 from serve_app.core.gateway import Gateway
 from serve_app.core.runtime_adapters import RuntimeAdapters
@@ -47,10 +47,10 @@ def route_gateway_logs(level: str) -> None:
     gateway_logger.propagate = False
 
 
-def make_metrics() -> Any:
+def make_metrics(config: MetricsConfig) -> Any:
     from serve_app.core.metrics import GatewayMetrics
 
-    return GatewayMetrics()
+    return GatewayMetrics(config.enabled, flush_interval_s=config.flush_interval_s)
 
 
 def runtime_adapters(config: GatewayConfig, engine: Engine) -> RuntimeAdapters | None:
@@ -75,7 +75,9 @@ class GatewayIngress:
         """`limiter`: the shared RateLimiter for keys and client addresses (backend `ray`);
         `provider_limiter`: the same RateLimiter, for the providers placed in the ingress."""
         gateway_config = GatewayConfig.model_validate(config)
-        handles = {**handles, **in_ingress_providers(gateway_config, provider_limiter)}
+        local = in_ingress_providers(gateway_config, provider_limiter)
+        self.local_providers = [handle.target for handle in local.values()]
+        handles = {**handles, **local}
         route_gateway_logs(gateway_config.logging.level)
         # Set (before Ray started) by serve_app.runtime.launch when the fast HTTP path is on.
         self.behind_haproxy = os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
@@ -89,7 +91,7 @@ class GatewayIngress:
             ledger.on_written = keys.written
         else:
             logger.warning("auth is disabled: every caller may use every model (demo only)")
-        metrics = make_metrics()
+        metrics = make_metrics(gateway_config.metrics)
         admission = Admission(
             gateway_config, keys, make_limiter(gateway_config, limiter), metrics=metrics
         )
@@ -111,5 +113,8 @@ class GatewayIngress:
         return create_app(self.gateway, behind_serve_proxy=True, behind_haproxy=self.behind_haproxy)
 
     async def __del__(self) -> None:
-        """Serve calls this on a clean stop: flush every buffered usage record."""
+        """Serve calls this on a clean stop: flush every buffered usage record, then close
+        the SDK clients of the providers held here."""
         await self.gateway.close()
+        for provider in self.local_providers:
+            await provider.close()

@@ -96,6 +96,9 @@ from serve_app.contracts.config.operations import (
     LoggingConfig as LoggingConfig,
 )
 from serve_app.contracts.config.operations import (
+    MetricsConfig as MetricsConfig,
+)
+from serve_app.contracts.config.operations import (
     RateLimitConfig as RateLimitConfig,
 )
 from serve_app.contracts.config.operations import (

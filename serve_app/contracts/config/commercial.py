@@ -20,6 +20,7 @@ ProviderName = Literal["openai", "anthropic"]
 
 
 ProviderPlacement = Literal["ingress", "deployment"]
+HttpClient = Literal["aiohttp", "httpx"]
 
 
 DEPLOYMENT_ONLY_FIELDS = (
@@ -69,6 +70,14 @@ class ProviderConfig(ReplicaConfig):
         ),
     )
     timeout_s: float = Field(60.0, gt=0, description="SDK timeout per upstream attempt.")
+    http_client: HttpClient = Field(
+        "aiohttp",
+        description=(
+            "The SDK client's HTTP transport. `aiohttp` (the SDKs' `DefaultAioHttpClient`): "
+            "about 0.3 ms less CPU per call than `httpx`, measured with `bench/sdk_transport.py`. "
+            "`httpx`: the SDKs' default transport. Both honour HTTP(S)_PROXY and the timeouts."
+        ),
+    )
     max_retries: int = Field(
         2, ge=0, le=10, description="SDK retries on 429/5xx/timeouts (honours retry-after)."
     )

@@ -24,6 +24,7 @@ from serve_app.contracts.config.operations import (
     CacheConfig,
     LedgerConfig,
     LoggingConfig,
+    MetricsConfig,
     RateLimitConfig,
     SecurityConfig,
     TracingConfig,
@@ -41,6 +42,7 @@ class GatewayConfig(StrictModel):
     rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     ingress: IngressConfig = Field(default_factory=IngressConfig)
     models: list[LocalModelConfig] = Field(default_factory=list, description="Local models.")

@@ -98,6 +98,22 @@ class LoggingConfig(StrictModel):
     level: str = Field("INFO", description="Log level of the gateway's logger.")
 
 
+class MetricsConfig(StrictModel):
+    """The ingress's Prometheus metrics (exported by Ray as `ray_llm_gateway_*`)."""
+
+    enabled: bool = Field(True, description="Record the gateway's request metrics at all.")
+    flush_interval_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description=(
+            "Counters and gauges are summed in the replica and handed to Ray this often "
+            "(Ray exports them every few seconds anyway); latency histograms are recorded "
+            "per request. 0: every record goes to Ray at once."
+        ),
+    )
+
+
 class UIConfig(StrictModel):
     """The operator console at `/ui` and the API its charts read."""
 

@@ -21,6 +21,7 @@ from serve_app.contracts.wire import (
     ToolChoice,
     ToolSpec,
 )
+from tests.fakes.sdk_json import real_shape
 
 MODEL = CommercialModelConfig(
     id="m",
@@ -123,7 +124,8 @@ def test_a_tool_loop_becomes_openai_messages() -> None:
 
 def test_tool_calls_are_read_back() -> None:
     call = {"id": "call_a", "type": "function", "function": {"name": "f", "arguments": "{}"}}
-    response = openai.types.chat.ChatCompletion.model_validate(
+    response = real_shape(
+        openai.types.chat.ChatCompletion,
         {
             "id": "c",
             "object": "chat.completion",
@@ -141,12 +143,13 @@ def test_tool_calls_are_read_back() -> None:
                     "message": {"role": "assistant", "content": "hi"},
                 },
             ],
-        }
+        },
     )
     out = parse_openai_chat(response, MODEL)
     assert (out.tool_calls, out.finish_reason) == ((ToolCall("call_a", "f", "{}"),), "tool_calls")
     assert out.more_choices[0].text == "hi"
-    message = anthropic.types.Message.model_validate(
+    message = real_shape(
+        anthropic.types.Message,
         {
             "id": "m",
             "type": "message",
@@ -155,7 +158,7 @@ def test_tool_calls_are_read_back() -> None:
             "content": [{"type": "tool_use", "id": "toolu_b", "name": "f", "input": {"x": 1}}],
             "stop_reason": "tool_use",
             "usage": {"input_tokens": 3, "output_tokens": 2},
-        }
+        },
     )
     out = parse_anthropic(message, MODEL)
     assert out.tool_calls == (ToolCall("toolu_b", "f", '{"x": 1}'),)
@@ -228,15 +231,15 @@ async def test_streamed_tool_calls_become_deltas() -> None:
             ({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}, None),
             ({}, "tool_calls"),
         ):
-            yield openai.types.chat.ChatCompletionChunk.model_validate(
-                {
-                    "id": "c",
-                    "object": "chat.completion.chunk",
-                    "created": 1,
-                    "model": "up",
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                }
-            )
+            chunk = {
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "up",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            openai.types.chat.ChatCompletionChunk.model_validate(chunk)  # a real chunk's shape
+            yield chunk
 
     chunks = await _collect(openai_stream(openai_chunks(), MODEL))
     pieces = [p for c in chunks for p in c.tool_calls]
@@ -245,6 +248,8 @@ async def test_streamed_tool_calls_become_deltas() -> None:
 
 
 def _event(event: dict[str, Any]) -> Any:
+    """The event as the SDK hands it over (its JSON), checked to be a real event's shape."""
     from pydantic import TypeAdapter
 
-    return TypeAdapter(anthropic.types.RawMessageStreamEvent).validate_python(event)
+    TypeAdapter(anthropic.types.RawMessageStreamEvent).validate_python(event)
+    return event

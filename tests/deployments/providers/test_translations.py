@@ -1,6 +1,5 @@
 """Request/response translation per provider and the one SDK-error mapping."""
 
-from types import SimpleNamespace
 from typing import Any
 
 import anthropic
@@ -17,6 +16,7 @@ from deployments.providers.translations import (
 )
 from serve_app.contracts.config import CommercialModelConfig, PriceConfig
 from serve_app.contracts.wire import ChatMessage, GenerationParams
+from tests.fakes.sdk_json import real_shape
 
 MODEL = CommercialModelConfig(
     id="m",
@@ -68,7 +68,8 @@ def test_anthropic_kwargs_clamp_temperature_and_move_system() -> None:
 
 
 def test_parse_responses_into_one_shape() -> None:
-    oa = openai.types.chat.ChatCompletion.model_validate(
+    oa = real_shape(
+        openai.types.chat.ChatCompletion,
         {
             "id": "c",
             "object": "chat.completion",
@@ -82,7 +83,7 @@ def test_parse_responses_into_one_shape() -> None:
                 }
             ],
             "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
-        }
+        },
     )
     out = parse_openai_chat(oa, MODEL)
     assert (out.text, out.input_tokens, out.output_tokens, out.finish_reason) == (
@@ -91,11 +92,17 @@ def test_parse_responses_into_one_shape() -> None:
         2,
         "length",
     )
-    an = SimpleNamespace(
-        model="up-1",
-        content=[SimpleNamespace(type="text", text="a"), SimpleNamespace(type="text", text="b")],
-        stop_reason="stop_sequence",
-        usage=SimpleNamespace(input_tokens=4, output_tokens=1),
+    an = real_shape(
+        anthropic.types.Message,
+        {
+            "id": "m",
+            "type": "message",
+            "role": "assistant",
+            "model": "up-1",
+            "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+            "stop_reason": "stop_sequence",
+            "usage": {"input_tokens": 4, "output_tokens": 1},
+        },
     )
     out = parse_anthropic(an, MODEL)
     assert (out.text, out.input_tokens, out.output_tokens, out.finish_reason) == (

@@ -1,5 +1,6 @@
 """Gateway metrics: recording works without a Ray cluster, inside a replica, and disabled."""
 
+import asyncio
 import logging
 import re
 from types import SimpleNamespace
@@ -88,6 +89,40 @@ def test_in_flight_gauge_counts_up_and_down() -> None:
     gateway.request_finished("demo")
     gateway.request_finished("demo")  # never below zero
     assert [value for value, _ in recorder.records] == [1.0, 2.0, 1.0, 0.0, 0.0]
+
+
+async def test_summed_counters_and_last_gauges_reach_ray_once_per_interval() -> None:
+    gateway = GatewayMetrics(flush_interval_s=0.05)
+    recorders = spy(gateway)
+    for status in (200, 200, 500):
+        gateway.request_started("gpt")
+        gateway.record_request("gpt", "openai", status, 10.0, 3, 2, 0.25)
+    gateway.request_finished("gpt")
+    # histograms go at once (one observation per record); the rest waits for the timer
+    assert len(recorders["request_latency_ms"].records) == 3
+    assert recorders["requests_total"].records == []
+    assert recorders["in_flight_requests"].records == []
+    await asyncio.sleep(0.15)
+    assert sorted(recorders["requests_total"].records, key=lambda r: r[1]["status"]) == [
+        (2.0, {"model": "gpt", "provider": "openai", "status": "200"}),
+        (1.0, {"model": "gpt", "provider": "openai", "status": "500"}),
+    ]
+    tokens = {r[1]["direction"]: r[0] for r in recorders["tokens_total"].records}
+    assert tokens == {"input": 9.0, "output": 6.0}
+    assert recorders["cost_usd_total"].records == [(0.75, {"model": "gpt", "provider": "openai"})]
+    assert recorders["in_flight_requests"].records == [(2.0, {"model": "gpt"})]
+    gateway.request_finished("gpt")
+    gateway.flush()  # what shutdown does: nothing waits for the timer
+    assert recorders["in_flight_requests"].records[-1] == (1.0, {"model": "gpt"})
+    await asyncio.sleep(0.1)  # the flushed timer was cancelled: nothing is recorded twice
+    assert len(recorders["in_flight_requests"].records) == 2
+
+
+def test_summing_without_an_event_loop_records_at_once() -> None:
+    gateway = GatewayMetrics(flush_interval_s=1.0)
+    recorder = spy(gateway)["rate_limit_rejections_total"]
+    gateway.record_rate_limited("key")
+    assert recorder.records == [(1.0, {"scope": "key"})]
 
 
 def test_inside_a_replica_serve_adds_its_tags(monkeypatch: pytest.MonkeyPatch) -> None:
