@@ -16,11 +16,9 @@ from ray.serve import Application
 from ray.serve.deployment import Deployment
 
 from deployments.limits.rate_limiter import RateLimiter
-from deployments.providers.proxy import ProviderProxyDeployment
-from serve_app.access.adapter_store import live_adapter_paths
 from serve_app.contracts.config import AdapterConfig, GatewayConfig, LocalModelConfig
 from serve_app.runtime.config_check import validate_args
-from serve_app.runtime.ingress import GatewayIngress
+from serve_app.runtime.entry import IngressEntry
 
 logger = logging.getLogger("ray.serve")
 INGRESS_NAME = "Gateway"
@@ -61,6 +59,8 @@ def local_model_deployment(
         return deployment.bind(model.model_dump(mode="json"), paths)
     source = None
     if config is not None and config.adapters.allowed_roots:
+        from serve_app.access.adapter_store import live_adapter_paths
+
         source = functools.partial(live_adapter_paths, config.adapter_store_url(), model.id)
     sync_s = config.auth.cache_ttl_s if config is not None else 5.0
     return deployment.bind(
@@ -73,11 +73,13 @@ def limiter_deployment() -> Application:
 
 
 def provider_deployments(config: GatewayConfig, limiter: Application) -> dict[str, Application]:
-    commercial = config.commercial
-    if commercial is None:
+    placed = config.commercial.placed("deployment") if config.commercial is not None else []
+    if not placed:
         return {}
+    from deployments.providers.proxy import ProviderProxyDeployment
+
     bound = {}
-    for name, provider, models in commercial.placed("deployment"):
+    for name, provider, models in placed:
         deployment = as_deployment(ProviderProxyDeployment).options(
             name=name, **provider.serve_options()
         )
@@ -99,7 +101,7 @@ def bind_graph(config: GatewayConfig) -> Application:
     }
     if limiter is not None:
         handles.update(provider_deployments(config, limiter))
-    ingress = as_deployment(serve.ingress()(GatewayIngress)).options(
+    ingress = as_deployment(serve.ingress()(IngressEntry)).options(
         name=INGRESS_NAME, **config.ingress.serve_options()
     )
     ingress_limiter = limiter if config.rate_limits.backend == "ray" else None
