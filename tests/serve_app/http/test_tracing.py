@@ -128,6 +128,8 @@ def test_one_trace_per_request_with_deployment_and_provider_attempt_spans(
             headers={"traceparent": TRACEPARENT},
         )
         assert response.status_code == 200, response.text
+        assert client.portal is not None  # the client's event loop, inside `with`
+        client.portal.call(proxy.close)  # as the ingress does on a clean stop
     spans = spans_of(receiver, gateway.tracing, proxy.tracing)
     server = one(spans, "POST /v1/chat/completions")
     assert server.kind == SpanKind.SERVER.value + 1  # OTLP numbers kinds from 1
