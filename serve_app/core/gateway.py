@@ -11,14 +11,13 @@ import datetime as dt
 import functools
 import math
 import time
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from serve_app import __version__
 from serve_app.access.admission import Admission
 from serve_app.access.auth import RequestContext
-from serve_app.accounting.ledger import Ledger, UsageRecord
+from serve_app.accounting.ledger import Ledger
 from serve_app.accounting.response_store import ResponseStore
 from serve_app.contracts.config import GatewayConfig
 from serve_app.contracts.errors import GatewayError, InvalidRequestError, UpstreamTimeoutError
@@ -41,9 +40,9 @@ from serve_app.core.handle_calls import call_with_deadline
 from serve_app.core.metrics import in_flight_until_accounted
 from serve_app.core.probes import DeploymentProbe
 from serve_app.core.runtime_adapters import RuntimeAdapters
-from serve_app.core.stats import ModelCounters
 from serve_app.core.streaming import ChunkStream, estimate_prompt_tokens, open_stream
 from serve_app.core.traced_calls import traced_call_model, traced_open_stream_once
+from serve_app.core.usage import UsageAccountant, cancelled
 
 
 class Gateway(CachedCalls):
@@ -60,11 +59,13 @@ class Gateway(CachedCalls):
     ) -> None:
         self.config = config
         self.catalog = ModelCatalog.from_config(config, handles)
-        self.counters: dict[str, ModelCounters] = defaultdict(ModelCounters)
         self.adapters = AdapterAdmin(config, self.catalog, runtime_adapters)
         self.ledger = ledger or Ledger(config.ledger)
         self.admission = admission or Admission(config, None, None)
         self.metrics = metrics
+        self.usage = UsageAccountant(self.ledger, self.admission, metrics)
+        self.counters = self.usage.counters
+        self.account = self.usage.account
         self.probe = DeploymentProbe(config, self.catalog, handles)
         self.breakers = CircuitBreakers(config.circuit_breaker)
         self.cache = cache or ResponseCache(config.cache)
@@ -301,73 +302,6 @@ class Gateway(CachedCalls):
         )
         return output, latency_ms, cost
 
-    def account(
-        self,
-        route: ModelRoute,
-        request_id: str,
-        ctx: RequestContext,
-        started: float,
-        output: GenerationOutput | None,
-        error: GatewayError | None,
-        requested: str | None = None,
-        cached: bool = False,
-    ) -> tuple[float, float]:
-        """Counters, metrics, the ledger, the key's spend and the access-log fields.
-
-        `route` is what served (or failed); `requested` the model asked for, when a fallback
-        served it: the ledger keeps both (`model_id` asked, `served_model` answered). A
-        `cached` answer costs nothing; the ledger shows what it saved."""
-        latency_ms = (time.perf_counter() - started) * 1000
-        input_tokens = output.input_tokens if output else 0
-        output_tokens = output.output_tokens if output else 0
-        cost = cost_usd(route.price, input_tokens, output_tokens)
-        saved, cost = (cost, 0.0) if cached else (0.0, cost)
-        if not cached:  # the model's own latency and error counters
-            self.counters[route.model_id].record(latency_ms, error is None)
-        self.ledger.record(
-            UsageRecord(
-                ts=time.time(),
-                request_id=request_id,
-                key_id=ctx.key_id,
-                model_id=requested or route.model_id,
-                provider=route.provider,
-                served_model=route.model_id,  # the gateway id (an adapter's, a fallback's)
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cost_usd=cost,
-                latency_ms=round(latency_ms, 3),
-                outcome=_outcome(output, error),
-                status=_status(output, error),
-                cache_hit=cached,
-                saved_usd=saved,
-            )
-        )
-        if ctx.key is not None and self.admission.keys is not None and cost:
-            self.admission.keys.add_spend(ctx.key.id, cost)
-        self.admission.settle(ctx, request_id, cost)
-        ctx.log.update(
-            model=requested or route.model_id,
-            served_model=route.model_id,
-            provider=route.provider,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost_usd=cost,
-        )
-        if self.metrics is not None and not cached:
-            self.metrics.record_request(
-                route.model_id,
-                route.provider,
-                str(_status(output, error)),
-                latency_ms,
-                input_tokens,
-                output_tokens,
-                cost,
-                error.error_type if error else None,
-            )
-            if error is not None and error.code == "provider_rate_limit":
-                self.metrics.record_rate_limited("provider")
-        return latency_ms, cost
-
     async def generate_batch(
         self, ctx: RequestContext, items: Sequence[tuple[str, Mapping[str, Any], bool]]
     ) -> dict[str, list[dict[str, Any]]]:
@@ -451,27 +385,3 @@ class Gateway(CachedCalls):
         if self.metrics is not None:
             self.metrics.flush()
         self.tracing.shutdown()
-
-
-CLIENT_CLOSED_STATUS = 499
-CANCELLED = GenerationOutput("", 0, 0, "cancelled")
-
-
-def cancelled(route: ModelRoute, params: GenerationParams) -> GenerationOutput:
-    """What a call the client abandoned is billed: a provider bills the prompt it received,
-    so a commercial call gets the estimate a stream cancelled before its first chunk gets."""
-    if route.model_type != "commercial":
-        return CANCELLED
-    return GenerationOutput("", estimate_prompt_tokens(params), 0, "cancelled")
-
-
-def _outcome(output: GenerationOutput | None, error: GatewayError | None) -> str:
-    if error is not None:
-        return error.error_type
-    return "cancelled" if output and output.finish_reason == "cancelled" else "ok"
-
-
-def _status(output: GenerationOutput | None, error: GatewayError | None) -> int:
-    if error is not None:
-        return error.status_code
-    return CLIENT_CLOSED_STATUS if output and output.finish_reason == "cancelled" else 200

@@ -16,7 +16,7 @@ from serve_app.accounting.ledger import Ledger, UsageRecord
 from serve_app.accounting.usage_store import UsageStore, open_engine
 from serve_app.contracts.config import LedgerConfig
 from serve_app.contracts.errors import InternalError, UpstreamTimeoutError
-from serve_app.core.gateway import cancelled
+from serve_app.core.usage import cancelled
 from tests.fakes.handles import FakeResult
 from tests.serve_app.core.resilience_fakes import assert_error, build_rig, failing, gateway_args
 
