@@ -7,7 +7,6 @@ calling the model, replay a hit (as JSON or as a stream), store what the model a
 import asyncio
 import functools
 import time
-from collections.abc import Callable
 from typing import Any, cast
 
 from opentelemetry import trace
@@ -22,8 +21,7 @@ from serve_app.core.cache_replay import ReplayResponse, replay_chunks
 from serve_app.core.catalog import ModelCatalog, ModelRoute
 from serve_app.core.fallbacks import Attempts, complete_with_fallbacks, stream_with_fallbacks
 from serve_app.core.streaming import ChunkStream
-
-AccountFn = Callable[..., tuple[float, float]]
+from serve_app.core.usage import AccountFn
 
 
 class CachedCalls:

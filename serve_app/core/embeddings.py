@@ -25,6 +25,7 @@ from serve_app.contracts.wire import (
 )
 from serve_app.core.catalog import ModelCatalog, ModelRoute
 from serve_app.core.handle_calls import call_with_deadline
+from serve_app.core.usage import AccountFn
 
 
 class Embedder(Protocol):
@@ -39,17 +40,7 @@ class Embedder(Protocol):
         self, route: ModelRoute, error: GatewayError, ctx: RequestContext
     ) -> None: ...
 
-    def account(
-        self,
-        route: ModelRoute,
-        request_id: str,
-        ctx: RequestContext,
-        started: float,
-        output: GenerationOutput | None,
-        error: GatewayError | None,
-        requested: str | None = None,
-        cached: bool = False,
-    ) -> tuple[float, float]: ...
+    account: AccountFn
 
 
 def embedding_route(catalog: ModelCatalog, model_id: str) -> ModelRoute:

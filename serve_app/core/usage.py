@@ -7,6 +7,7 @@ answered, failed or was abandoned by its client (`cancelled`).
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from serve_app.access.admission import Admission
@@ -20,6 +21,7 @@ from serve_app.core.stats import ModelCounters
 from serve_app.core.streaming import estimate_prompt_tokens
 
 CLIENT_CLOSED_STATUS = 499
+AccountFn = Callable[..., tuple[float, float]]  # `UsageAccountant.account`
 CANCELLED = GenerationOutput("", 0, 0, "cancelled")
 
 
