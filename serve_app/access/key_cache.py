@@ -53,14 +53,18 @@ class KeyCache:
     def _fresh(self, tried_at: float | None, max_age: float) -> bool:
         return tried_at is not None and self._clock() - tried_at < max_age
 
-    async def _refresh_keys(self, max_age: float) -> None:
+    async def _refresh_keys(self, max_age: float, wait: bool = False) -> None:
+        """Reload the keys unless the last read began less than `max_age` ago. While a
+        reload is in flight a caller answers from the keys already known, unless it `wait`s
+        for that reload (a key not found must not be refused from an older read)."""
         if self._fresh(self._keys_tried_at, max_age):
             return
-        if self._by_hash is not None and self._keys_lock.locked():
+        if not wait and self._by_hash is not None and self._keys_lock.locked():
             return  # a reload (or a write) is in flight: answer from the keys already known
         async with self._keys_lock:
             if self._fresh(self._keys_tried_at, max_age):
                 return
+            started = self._clock()  # what the read sees is as old as its start
             try:
                 keys = await asyncio.to_thread(self.store.list)
             except Exception as exc:  # keep serving the last known keys
@@ -68,12 +72,12 @@ class KeyCache:
             else:
                 self._by_hash = {key.key_hash: key for key in keys}
             finally:
-                self._keys_tried_at = self._clock()
+                self._keys_tried_at = started
 
     async def _lookup(self, key_hash: str) -> ApiKey | None:
         await self._refresh_keys(self.ttl_s if self._by_hash is not None else self.ttl_s / 4)
         if self._by_hash is not None and key_hash not in self._by_hash:
-            await self._refresh_keys(self.ttl_s / 4)
+            await self._refresh_keys(self.ttl_s / 4, wait=True)
         if self._by_hash is None:
             raise ServiceUnavailableError(
                 "The API key store is unavailable.",

@@ -270,6 +270,42 @@ async def test_known_keys_are_answered_while_a_reload_is_in_flight(
     assert (counting.list_calls, counting.spend_calls) == (2, 2)
 
 
+class SnapshotThenWait(CountingStore):
+    """Reads the keys first, then waits for `gate`: a slow reload that returns a snapshot
+    older than the moment it ends."""
+
+    def list(self) -> list[ApiKey]:
+        self.list_calls += 1
+        keys = self.store.list()
+        if self.gate is not None:
+            self.gate.wait(timeout=5)
+        return keys
+
+
+async def test_a_new_key_is_not_refused_from_a_slow_reloads_older_snapshot(
+    store: KeyStore, db: Path, clock: FakeClock
+) -> None:
+    slow = SnapshotThenWait(store)
+    cache = KeyCache(slow, ttl_s=TTL, clock=clock)
+    _, known = store.create(KeySpec("known"))
+    await cache.authenticate(known)
+    clock.now += TTL
+    slow.gate = threading.Event()
+    reloading = asyncio.create_task(cache.authenticate(known))  # reads, then hangs
+    await asyncio.sleep(0.05)
+    other = open_key_store(f"sqlite:///{db}")  # another replica creates a key meanwhile
+    _, new = other.create(KeySpec("new"))
+    other.close()
+    clock.now += TTL / 2  # well past the early-refresh window of a miss
+    asking = asyncio.create_task(cache.authenticate(new))
+    await asyncio.sleep(0.05)
+    assert not asking.done()  # it waits for the reload in flight, then reads again
+    slow.gate.set()
+    assert (await asyncio.wait_for(asking, 5)).name == "new"
+    await reloading
+    assert slow.list_calls == 3
+
+
 async def test_cache_create_and_disable_are_visible_at_once(
     store: KeyStore, clock: FakeClock
 ) -> None:
