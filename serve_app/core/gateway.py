@@ -62,10 +62,8 @@ class Gateway(CachedCalls):
         self.adapters = AdapterAdmin(config, self.catalog, runtime_adapters)
         self.ledger = ledger or Ledger(config.ledger)
         self.admission = admission or Admission(config, None, None)
-        self.metrics = metrics
         self.usage = UsageAccountant(self.ledger, self.admission, metrics)
-        self.counters = self.usage.counters
-        self.account = self.usage.account
+        self.account = self.usage.account  # what the cached calls and the embedder call
         self.probe = DeploymentProbe(config, self.catalog, handles)
         self.breakers = CircuitBreakers(config.circuit_breaker)
         self.cache = cache or ResponseCache(config.cache)
@@ -75,6 +73,11 @@ class Gateway(CachedCalls):
         self.background: set[asyncio.Task[None]] = set()  # cache writes in flight
         self.started_at = time.monotonic()
         self.started_wall = time.time()
+
+    @property
+    def metrics(self) -> Any:
+        """The replica's metrics (None: none), held by the accountant that records them."""
+        return self.usage.metrics
 
     # ---- generation -------------------------------------------------------------------
 
@@ -370,7 +373,7 @@ class Gateway(CachedCalls):
         return {
             "version": __version__,
             "uptime_s": round(time.monotonic() - self.started_at, 3),
-            "models": await self.probe.model_states(self.counters),
+            "models": await self.probe.model_states(self.usage.counters),
             "ledger": self.ledger.health(),
             "circuit_breakers": self.breakers.snapshot(),
             "cache": self.cache.stats(),

@@ -24,7 +24,7 @@ async def test_each_panel_metric_is_recorded_by_the_code() -> None:
     rig = build_rig()
     metrics = GatewayMetrics()
     recorders = spy(metrics)
-    rig.gateway.metrics = rig.gateway.usage.metrics = metrics
+    rig.gateway.usage.metrics = metrics
     rig.gateway.admission.metrics = metrics
     try:
         ok = await rig.client.post("/api/v1/generate", json={"prompt": "hi", "model_id": "gpt-x"})
