@@ -108,3 +108,24 @@ def test_a_limiter_that_hangs_or_is_dead_refuses_the_call(
         assert raised.value.code == "rate_limiter_unavailable"
         assert raised.value.retry_after_s and raised.value.retry_after_s > 0
         assert fake.recorded() == []
+
+
+def test_close_closes_the_sdk_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ingress (and a `placement: deployment` replica) closes its SDK clients on a clean
+    stop: with the aiohttp transport an unclosed session is left behind otherwise."""
+
+    class Client:
+        closed = False
+
+        async def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setenv("GW_TEST_KEY", "sk-unit")
+    config = {"api_key_env": "GW_TEST_KEY", "rpm": 60}
+    live = ProviderProxy(
+        "openai", config, [MODEL], FakeHandle(acquire=allow), client_factory=lambda *_: Client()
+    )
+    asyncio.run(live.close())
+    assert isinstance(live.client, Client) and live.client.closed
+    monkeypatch.delenv("GW_TEST_KEY")
+    asyncio.run(ProviderProxy("openai", config, [MODEL], FakeHandle(acquire=allow)).close())
